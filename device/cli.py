@@ -1,0 +1,207 @@
+"""``voxfleet device ...``: run the voice stack, feed it audio, inspect its models."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from device.offline import force_offline
+
+force_offline()
+
+DATA_DIR_HELP = "Device data folder (settings, logs, audio). Default: $VOXFLEET_DATA_DIR or ~/.local/share/voxfleet"
+
+
+def _settings_options(func):
+    """Options that override settings.json for this run only."""
+    options = [
+        click.option("--wake-word", help="Bundled wake word: hey_jarvis (default), hey_mycroft, alexa, hey_rhasspy."),
+        click.option("--wake-threshold", type=float, help="Wake word score needed, 0-1 (default 0.5)."),
+        click.option("--stt-model", help="Speech recognition model: tiny.en (default) or base."),
+        click.option("--audio-in", type=click.Choice(["spool", "alsa", "sounddevice"]),
+                     help="Microphone: spool (files and streams, default), alsa or sounddevice."),
+        click.option("--audio-out", type=click.Choice(["wav", "alsa"]),
+                     help="Speaker: wav (keep answers as files, default) or alsa."),
+        click.option("--bus-port", type=int, help="Port of the OVOS messagebus (default 8181)."),
+        click.option("--tuning", type=click.Choice(["voxfleet", "stock"]),
+                     help="voxfleet (default) or OVOS's stock listener and intent settings."),
+        click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help=DATA_DIR_HELP),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _load(data_dir, **overrides):
+    from device.paths import DevicePaths
+    from device.settings import SettingsError, load_settings
+
+    try:
+        paths = DevicePaths.at(data_dir)
+        return paths, load_settings(paths.root, **overrides)
+    except (SettingsError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(code)
+
+
+def _say(text: str) -> None:
+    click.echo(f"{time.strftime('%H:%M:%S')} {text}", err=True)
+
+
+@click.group()
+def device() -> None:
+    """The appliance: the OVOS voice stack and its models."""
+
+
+@device.command()
+@_settings_options
+def run(data_dir, **overrides) -> None:
+    """Start and supervise the OVOS services until Ctrl-C or SIGTERM."""
+    from device.models import ModelNotFound
+    from device.supervisor import StackError, Supervisor
+
+    paths, settings = _load(data_dir, **overrides)
+    supervisor = Supervisor(paths, settings, on_event=_say)
+    try:
+        supervisor.start()
+    except (StackError, ModelNotFound) as exc:
+        _fail(str(exc))
+    _say(f"voice stack ready: say \"{settings.wake_word.replace('_', ' ')}\" "
+         f"(logs in {paths.logs}, audio input: {settings.audio_in})")
+    if settings.audio_in == "spool":
+        _say(f"drop 16 kHz mono WAV files into {paths.spool}, or use `voxfleet device listen`")
+    supervisor.wait()
+
+
+@device.command()
+@click.option("--wav", "wavs", multiple=True, required=True,
+              type=click.Path(path_type=Path), help="A WAV file to play to the device; repeat for more.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line for each voice session.")
+@_settings_options
+def listen(wavs, as_json, data_dir, **overrides) -> None:
+    """Play WAV files into the voice stack and print each voice session.
+
+    Uses the stack already running on this data folder (`voxfleet device run`), or starts one for
+    the duration of the command. A file with no wake word in it gives no session.
+    """
+    from device.audio import AudioError, load_wav
+    from device.listen import Listener, running_stack
+    from device.models import ModelNotFound
+    from device.supervisor import StackError
+
+    # Refuse bad files before spending a minute starting the stack.
+    for wav in wavs:
+        try:
+            load_wav(wav)
+        except AudioError as exc:
+            _fail(str(exc), code=2)
+    paths, settings = _load(data_dir, **overrides)
+    if running_stack(paths) and any(v is not None for v in overrides.values() if v is not data_dir):
+        _say("note: a stack is already running on this data folder; its settings apply, not these options")
+    reports = []
+    try:
+        with Listener(paths, settings, on_event=None if as_json else _say) as listener:
+            for wav in wavs:
+                for report in listener.listen(wav):
+                    reports.append(report)
+                    if as_json:
+                        click.echo(json.dumps(report.to_dict()), nl=True)
+                        sys.stdout.flush()
+    except AudioError as exc:
+        _fail(str(exc), code=2)
+    except (StackError, ModelNotFound) as exc:
+        _fail(str(exc))
+    if not as_json:
+        _print_table(reports)
+
+
+def _print_table(reports) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Voice sessions", show_lines=False)
+    for column in ("file", "transcript", "intent", "answer", "speech→audio ms"):
+        table.add_column(column, overflow="fold")
+    for r in reports:
+        table.add_row(Path(r.file).name, r.transcript or "-", r.intent or "-", r.answer or "-",
+                      str(r.timings_ms.get("end_of_speech_to_first_audio") or "-"))
+    Console().print(table)
+    if not reports:
+        click.echo("no voice sessions (no wake word heard)")
+
+
+@device.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def models(as_json) -> None:
+    """List the bundled models and where they resolved (or which package is missing)."""
+    from device.models import catalogue
+
+    rows = catalogue()
+    if as_json:
+        click.echo(json.dumps([{"kind": r.entry.kind, "name": r.entry.name, "packages": r.entry.packages,
+                                "path": r.path, "error": r.error} for r in rows], indent=2))
+    else:
+        for r in rows:
+            status = r.path if r.path else click.style(f"MISSING: {r.error}", fg="red")
+            click.echo(f"{r.entry.kind:<10} {r.entry.name:<18} {status}")
+    if any(r.error for r in rows):
+        sys.exit(1)
+
+
+@device.command("samples")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the WAV files (and a JSON file beside each with its timing).")
+@click.option("--voice", type=click.Choice(["piper", "espeak"]), default="piper", show_default=True)
+@click.option("--wake-word", default="hey_jarvis", show_default=True)
+def samples_cmd(out, voice, wake_word) -> None:
+    """Speak the bundled sample commands into WAV files, with the device's own voices."""
+    from device import samples
+
+    speaker = samples.PiperVoice() if voice == "piper" else samples.EspeakVoice()
+    for command in samples.SAMPLE_COMMANDS:
+        sample = samples.synthesize(speaker, command.text, out, wake_word=wake_word)
+        click.echo(str(sample.path))
+
+
+@device.command()
+@click.option("--voice", type=click.Choice(["piper", "espeak"]), default="piper", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line for each voice session.")
+@_settings_options
+def demo(voice, as_json, data_dir, **overrides) -> None:
+    """Start the stack, speak every sample command to it, and print what it answered."""
+    from device import samples
+    from device.listen import Listener
+    from device.models import ModelNotFound
+    from device.supervisor import StackError
+
+    paths, settings = _load(data_dir, **overrides)
+    speaker = samples.PiperVoice() if voice == "piper" else samples.EspeakVoice()
+    _say(f"speaking {len(samples.SAMPLE_COMMANDS)} sample commands with {speaker.name}")
+    files = [samples.synthesize(speaker, c.text, paths.root / "samples" / voice, wake_word=settings.wake_word)
+             for c in samples.SAMPLE_COMMANDS]
+    reports = []
+    try:
+        with Listener(paths, settings, on_event=_say) as listener:
+            for sample in files:
+                _say(f"playing: hey {settings.wake_word.split('_')[-1]}, {sample.text}")
+                for report in listener.listen(sample.path):
+                    reports.append(report)
+                    if as_json:
+                        click.echo(json.dumps(report.to_dict()))
+                    else:
+                        t = report.timings_ms
+                        _say(f"  heard {report.transcript!r} -> {report.intent or 'no intent'} -> "
+                             f"{report.answer!r} ({t.get('end_of_speech_to_first_audio')} ms to answer)")
+    except (StackError, ModelNotFound) as exc:
+        _fail(str(exc))
+    if not as_json:
+        _print_table(reports)
+        click.echo(f"answers kept as WAV files in {paths.answers}")

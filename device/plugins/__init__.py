@@ -1,0 +1,1 @@
+"""OVOS plugins of our own, found by OVOS through entry points declared in pyproject.toml."""

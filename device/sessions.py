@@ -1,0 +1,237 @@
+"""Turn the OVOS messagebus into voice sessions: one per "hey jarvis, ..." exchange.
+
+OVOS tags every message with ``context.session.session_id``, but a local device speaks in a single
+long-lived session called ``default``. A *voice session* here is one exchange within it: it opens on
+a wake word (or a recording started without one, or a typed utterance) and closes once the request
+was handled and everything said in reply has finished playing. Messages are joined on the OVOS
+session id, so a remote client's session (a different id) never mixes with the local one.
+
+The builder is fed messages in arrival order and is tolerant of what a real bus does: messages
+that never come (no ``audio_output_end`` when playback fails), and a new wake word before the
+previous exchange finished (the old one is closed as it stands).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+WATCHED = (
+    "recognizer_loop:wakeword",
+    "recognizer_loop:record_begin",
+    "recognizer_loop:record_end",
+    "recognizer_loop:utterance",
+    "recognizer_loop:speech.recognition.unknown",
+    "complete_intent_failure",
+    "speak",
+    "recognizer_loop:audio_output_start",
+    "recognizer_loop:audio_output_end",
+    "ovos.utterance.handled",
+    "ovos.utterance.cancelled",
+    "mycroft.skill.handler.start",
+    "mycroft.skill.handler.complete",
+    "mycroft.audio.play_sound",
+)
+
+_INTENT_TYPE = re.compile(r"^[\w.\-]+:[\w.\-]+$")
+_FALLBACK_TYPE = re.compile(r"^ovos\.skills\.fallback\.(?P<skill>[\w.\-]+)\.request$")
+# How long after the last sign of life an exchange is closed regardless (seconds).
+IDLE_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class BusEvent:
+    """A bus message as received: ``t`` is the receiver's wall clock (seconds since the epoch)."""
+
+    t: float
+    type: str
+    data: dict = field(default_factory=dict)
+    context: dict = field(default_factory=dict)
+
+    @property
+    def ovos_session(self) -> str:
+        session = self.context.get("session") if isinstance(self.context, dict) else None
+        if isinstance(session, dict) and session.get("session_id"):
+            return str(session["session_id"])
+        return "default"
+
+
+@dataclass
+class VoiceSession:
+    session_id: str
+    ovos_session_id: str
+    started_at: float
+    wake_word: str | None = None
+    wake_at: float | None = None
+    record_begin_at: float | None = None
+    record_end_at: float | None = None
+    transcript: str | None = None
+    utterance_at: float | None = None
+    intent: str | None = None
+    skill_id: str | None = None
+    intent_at: float | None = None
+    fallback_skill: str | None = None
+    failed_at: float | None = None
+    answers: list[str] = field(default_factory=list)
+    speak_at: float | None = None
+    audio_start_at: float | None = None
+    audio_end_at: float | None = None
+    handled_at: float | None = None
+    errors: list[str] = field(default_factory=list)
+    no_speech: bool = False
+    cancelled: bool = False
+    last_seen: float = 0.0
+    _pending_speech: int = 0
+    closed: bool = False
+
+    @property
+    def answer(self) -> str | None:
+        return " ".join(self.answers) if self.answers else None
+
+    @property
+    def end_state(self) -> str:
+        if self.cancelled:
+            return "cancelled"
+        if self.no_speech:
+            return "no_speech"
+        if self.errors:
+            return "error"
+        if self.failed_at is not None or (self.intent is None and self.fallback_skill is not None):
+            return "not_understood"
+        if self.intent is not None:
+            return "answered" if self.answers else "handled"
+        if self.transcript is None:
+            return "no_transcript"
+        return "open"
+
+    @property
+    def matched_at(self) -> float | None:
+        """When the utterance was resolved: an intent matched, a fallback took it, or nothing did."""
+        candidates = [t for t in (self.intent_at, self.failed_at) if t is not None]
+        return min(candidates) if candidates else None
+
+    def finished(self) -> bool:
+        """Handled (or given up on) and nothing still being said."""
+        if self.no_speech or self.cancelled:
+            return True
+        return self.handled_at is not None and self._pending_speech <= 0 and (
+            not self.answers or self.audio_end_at is not None
+        )
+
+
+class SessionBuilder:
+    """Feed ``BusEvent``s in order; collect finished ``VoiceSession``s from the return values."""
+
+    def __init__(self, new_id=lambda: uuid.uuid4().hex) -> None:
+        self._open: dict[str, VoiceSession] = {}
+        self._new_id = new_id
+
+    def _start(self, event: BusEvent) -> tuple[VoiceSession, list[VoiceSession]]:
+        closed = self._close(event.ovos_session)
+        session = VoiceSession(self._new_id(), event.ovos_session, started_at=event.t, last_seen=event.t)
+        self._open[event.ovos_session] = session
+        return session, closed
+
+    def _close(self, key: str) -> list[VoiceSession]:
+        session = self._open.pop(key, None)
+        if session is None:
+            return []
+        session.closed = True
+        return [session]
+
+    def feed(self, event: BusEvent) -> list[VoiceSession]:
+        """Apply one message; returns the sessions it finished (usually none)."""
+        done: list[VoiceSession] = self.expire(event.t)
+        key = event.ovos_session
+        session = self._open.get(key)
+        kind = event.type
+
+        if kind == "recognizer_loop:wakeword":
+            session, closed = self._start(event)
+            done += closed
+            session.wake_word = event.data.get("key_phrase") or event.data.get("wakeword")
+            session.wake_at = event.t
+        elif kind == "recognizer_loop:record_begin":
+            if session is None or session.record_begin_at is not None:
+                session, closed = self._start(event)
+                done += closed
+            session.record_begin_at = event.t
+        elif session is None and kind == "recognizer_loop:utterance":
+            session, closed = self._start(event)  # typed input: no wake word, no recording
+            done += closed
+        if session is None:
+            return done
+
+        session.last_seen = event.t
+        if kind == "recognizer_loop:record_end":
+            session.record_end_at = event.t
+        elif kind == "recognizer_loop:utterance":
+            utterances = event.data.get("utterances") or []
+            if session.transcript is None and utterances:
+                session.transcript = str(utterances[0])
+                session.utterance_at = event.t
+        elif kind == "recognizer_loop:speech.recognition.unknown":
+            session.no_speech = True
+        elif kind == "complete_intent_failure":
+            session.failed_at = session.failed_at or event.t
+        elif kind == "ovos.utterance.cancelled":
+            session.cancelled = True
+        elif kind == "speak":
+            text = event.data.get("utterance")
+            if text:
+                session.answers.append(str(text))
+                session.speak_at = session.speak_at or event.t
+                session._pending_speech += 1
+        elif kind == "recognizer_loop:audio_output_start":
+            session.audio_start_at = session.audio_start_at or event.t
+        elif kind == "recognizer_loop:audio_output_end":
+            session.audio_end_at = event.t
+            session._pending_speech = 0  # ovos-audio reports one end for its whole queue
+        elif kind == "ovos.utterance.handled":
+            session.handled_at = event.t
+        elif kind == "mycroft.skill.handler.complete" and event.data.get("exception"):
+            session.errors.append(str(event.data.get("exception")))
+        elif session.utterance_at is not None and session.matched_at is None:
+            self._maybe_intent(session, event)
+
+        if session.finished():
+            done += self._close(key)
+        return done
+
+    @staticmethod
+    def _maybe_intent(session: VoiceSession, event: BusEvent) -> None:
+        fallback = _FALLBACK_TYPE.match(event.type)
+        if fallback:
+            session.fallback_skill = fallback.group("skill")
+            session.intent_at = event.t
+            return
+        if not _INTENT_TYPE.match(event.type):
+            return
+        skill_id = event.context.get("skill_id") or event.type.split(":", 1)[0]
+        if event.type.split(":", 1)[0] != skill_id:
+            return
+        session.intent = event.type
+        session.skill_id = skill_id
+        session.intent_at = event.t
+
+    def expire(self, now: float) -> list[VoiceSession]:
+        """Close exchanges that have been silent for IDLE_TIMEOUT seconds."""
+        stale = [k for k, s in self._open.items() if now - s.last_seen > IDLE_TIMEOUT]
+        return [s for k in stale for s in self._close(k)]
+
+    def flush(self) -> list[VoiceSession]:
+        """Close everything still open (end of input)."""
+        return [s for k in list(self._open) for s in self._close(k)]
+
+    def open_sessions(self) -> list[VoiceSession]:
+        return list(self._open.values())
+
+
+def build_sessions(events: Iterable[BusEvent]) -> list[VoiceSession]:
+    builder = SessionBuilder()
+    sessions: list[VoiceSession] = []
+    for event in events:
+        sessions += builder.feed(event)
+    return sessions + builder.flush()

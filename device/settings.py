@@ -1,0 +1,121 @@
+"""What a person (or, later, the cloud) chooses for a device, validated in one place.
+
+Settings live in ``DATA_DIR/settings.json``. ``mycroft.conf`` is generated from them and is never
+edited by hand: that keeps the OVOS configuration reproducible and lets a bad value be refused
+with a clear message before any service sees it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from device import models
+
+AudioIn = Literal["spool", "alsa", "sounddevice"]
+AudioOut = Literal["wav", "alsa"]
+Tuning = Literal["voxfleet", "stock"]
+
+
+def _system_timezone() -> str:
+    try:
+        from tzlocal import get_localzone_name
+
+        return get_localzone_name() or "UTC"
+    except Exception:  # tzlocal absent or no zone configured: a container, a fresh image
+        return "UTC"
+
+
+class DeviceSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="voxfleet", min_length=1, max_length=64)
+    lang: str = "en-US"
+    timezone: str = Field(default_factory=_system_timezone)
+    wake_word: str = models.DEFAULT_WAKE_WORD
+    wake_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+    stt_model: str = models.DEFAULT_STT_MODEL
+    stt_device: Literal["cpu", "cuda"] = "cpu"
+    stt_beam_size: int = Field(default=1, ge=1, le=10)
+    tts_voice: str = models.DEFAULT_TTS_VOICE
+    audio_in: AudioIn = "spool"
+    audio_out: AudioOut = "wav"
+    confirm_listening: bool = False
+    # Seconds of silence that end a command. OVOS's default is 0.7 s.
+    silence_end: float = Field(default=0.4, ge=0.2, le=3.0)
+    bus_host: str = "127.0.0.1"
+    bus_port: int = Field(default=8181, ge=1, le=65535)
+    # "stock" keeps OVOS's own listener and intent settings: the benchmark's baseline.
+    tuning: Tuning = "voxfleet"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("wake_word")
+    @classmethod
+    def _known_wake_word(cls, value: str) -> str:
+        if value not in models.WAKE_WORDS:
+            raise ValueError(f"unknown wake word '{value}'; bundled: {', '.join(models.WAKE_WORDS)}")
+        return value
+
+    @field_validator("stt_model")
+    @classmethod
+    def _known_stt(cls, value: str) -> str:
+        if value not in models.STT_MODELS:
+            raise ValueError(f"unknown STT model '{value}'; bundled: {', '.join(models.STT_MODELS)}")
+        return value
+
+    @field_validator("tts_voice")
+    @classmethod
+    def _known_voice(cls, value: str) -> str:
+        if value not in models.TTS_VOICES:
+            raise ValueError(f"unknown TTS voice '{value}'; bundled: {', '.join(models.TTS_VOICES)}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone '{value}'") from exc
+        return value
+
+
+class SettingsError(ValueError):
+    """settings.json cannot be used; the message says which field and why."""
+
+
+def settings_path(data_dir: Path) -> Path:
+    return Path(data_dir) / "settings.json"
+
+
+def load_settings(data_dir: Path, **overrides: object) -> DeviceSettings:
+    """Settings from ``settings.json`` (if any), with ``overrides`` (from the CLI) on top."""
+    path = settings_path(data_dir)
+    stored: dict = {}
+    if path.exists():
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise SettingsError(f"{path} is not valid JSON ({exc}); fix or delete it") from exc
+    stored.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return DeviceSettings(**stored)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(f"invalid device settings ({path}): {problems}") from exc
+
+
+def save_settings(data_dir: Path, settings: DeviceSettings) -> None:
+    path = settings_path(data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(settings.model_dump_json(indent=2), encoding="utf-8")
+    os.replace(tmp, path)

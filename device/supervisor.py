@@ -1,0 +1,339 @@
+"""Start, watch and stop the OVOS services of one device.
+
+On a device these are systemd units (ansible/); on a laptop, in tests and in the README's demo this
+supervisor plays that part: one command brings the messagebus, ovos-core, ovos-audio and the dinkum
+listener up in order, waits until each reports ready on the bus, restarts a service that dies
+(with backoff, giving up after repeated crashes), reports health, and takes everything down on
+Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from device.config import service_env, write_config
+from device.paths import DevicePaths
+from device.settings import DeviceSettings
+
+STOP_GRACE_SECONDS = 10.0
+MAX_RESTARTS = 5  # within RESTART_WINDOW; then the service is marked failed
+RESTART_WINDOW = 300.0
+LOG_ROTATE_BYTES = 20 * 2**20
+
+
+class StackError(RuntimeError):
+    """The stack cannot start or keep running; the message names the cause and a remedy."""
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    command: tuple[str, ...]  # first item: a console script beside this Python, or "-m"
+    ready_query: str | None  # bus message answered with {"status": true} once ready
+
+    @property
+    def argv(self) -> list[str]:
+        if self.command[0] == "-m":
+            return [sys.executable, *self.command]
+        return [_bin(self.command[0]), *self.command[1:]]
+
+    @property
+    def log_file(self) -> str:
+        return f"{self.name}.log"
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("messagebus", ("ovos-messagebus",), None),
+    ServiceSpec("volume", ("-m", "device.volume"), "voxfleet.volume.is_ready"),
+    ServiceSpec("core", ("ovos-core",), "mycroft.skills.is_ready"),
+    ServiceSpec("audio", ("ovos-audio",), "mycroft.audio.is_ready"),
+    ServiceSpec("listener", ("ovos-dinkum-listener",), "mycroft.voice.is_ready"),
+)
+
+
+def _bin(executable: str) -> str:
+    return str(Path(sys.executable).parent / executable)
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def bus_is_up(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 16384))
+            return "\n".join(handle.read().decode("utf-8", "replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+@dataclass
+class ServiceState:
+    spec: ServiceSpec
+    process: subprocess.Popen | None = None
+    state: str = "stopped"  # starting, ready, restarting, failed, stopped
+    restarts: list[float] = field(default_factory=list)
+    last_exit: int | None = None
+
+
+class Supervisor:
+    def __init__(self, paths: DevicePaths, settings: DeviceSettings,
+                 services: tuple[ServiceSpec, ...] = SERVICES,
+                 on_event: Callable[[str], None] | None = None) -> None:
+        self.paths = paths
+        self.settings = settings
+        self.services = {spec.name: ServiceState(spec) for spec in services}
+        self.on_event = on_event or (lambda text: None)
+        self._stopping = threading.Event()
+        self._monitor: threading.Thread | None = None
+        self._bus = None
+        self._env: dict[str, str] = {}
+
+    # -- start ------------------------------------------------------------------------------------
+
+    def start(self, timeout: float = 180.0) -> None:
+        """Bring every service up and wait until each says it is ready."""
+        s = self.settings
+        if port_in_use(s.bus_host, s.bus_port):
+            raise StackError(
+                f"port {s.bus_port} on {s.bus_host} is already taken (another OVOS messagebus or "
+                f"program). Stop it, or choose another port with --bus-port."
+            )
+        write_config(s, self.paths)
+        self._env = service_env(self.paths)
+        deadline = time.monotonic() + timeout
+        try:
+            for name, svc in self.services.items():
+                self._spawn(svc)
+                if name == "messagebus":
+                    self._wait_for_bus(deadline)
+            for svc in self.services.values():
+                self._wait_ready(svc, deadline)
+        except BaseException:
+            self.stop()
+            raise
+        self._write_pidfile()
+        self._monitor = threading.Thread(target=self._watch, name="supervisor", daemon=True)
+        self._monitor.start()
+
+    def _spawn(self, svc: ServiceState) -> None:
+        log_path = self.paths.logs / svc.spec.log_file
+        if log_path.exists() and log_path.stat().st_size > LOG_ROTATE_BYTES:
+            os.replace(log_path, log_path.with_suffix(".log.1"))
+        out = open(log_path, "ab")
+        try:
+            svc.process = subprocess.Popen(
+                svc.spec.argv, env=self._env, cwd=str(self.paths.root),
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C reaches the supervisor, which stops them in order
+            )
+        except FileNotFoundError as exc:
+            raise StackError(
+                f"{svc.spec.command[0]} is not installed in {Path(sys.executable).parent}; "
+                f"install the device extra: pip install -e '.[device]'"
+            ) from exc
+        finally:
+            out.close()
+        svc.state = "starting"
+        self.on_event(f"started {svc.spec.name} (pid {svc.process.pid})")
+
+    def _died(self, svc: ServiceState) -> StackError:
+        code = svc.process.poll() if svc.process else None
+        log = tail(self.paths.logs / svc.spec.log_file)
+        return StackError(
+            f"{svc.spec.name} ({' '.join(svc.spec.command)}) exited with code {code} while starting. "
+            f"Last lines of its log ({self.paths.logs}):\n{log}"
+        )
+
+    def _wait_for_bus(self, deadline: float) -> None:
+        svc = self.services["messagebus"]
+        while time.monotonic() < deadline:
+            if svc.process and svc.process.poll() is not None:
+                raise self._died(svc)
+            if bus_is_up(self.settings.bus_host, self.settings.bus_port):
+                svc.state = "ready"
+                self._connect_bus()
+                return
+            time.sleep(0.1)
+        raise StackError("the messagebus did not open its port in time")
+
+    def _connect_bus(self) -> None:
+        from ovos_bus_client import MessageBusClient
+
+        self._bus = MessageBusClient(host=self.settings.bus_host, port=self.settings.bus_port)
+        self._bus.run_in_thread()
+        self._bus.connected_event.wait(10)
+
+    def _ask_ready(self, spec: ServiceSpec, timeout: float = 1.0) -> bool:
+        from ovos_bus_client.message import Message
+
+        if spec.ready_query is None:
+            return bus_is_up(self.settings.bus_host, self.settings.bus_port)
+        reply = self._bus.wait_for_response(Message(spec.ready_query), timeout=timeout)
+        return bool(reply and reply.data.get("status"))
+
+    def _wait_ready(self, svc: ServiceState, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            if svc.process and svc.process.poll() is not None:
+                raise self._died(svc)
+            if self._ask_ready(svc.spec):
+                svc.state = "ready"
+                self.on_event(f"{svc.spec.name} ready")
+                return
+            time.sleep(0.25)
+        raise StackError(
+            f"{svc.spec.name} did not report ready within the start timeout. Last lines of its log:\n"
+            + tail(self.paths.logs / svc.spec.log_file)
+        )
+
+    # -- watch ------------------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(1.0):
+            for svc in self.services.values():
+                if svc.state in ("failed", "stopped") or svc.process is None:
+                    continue
+                code = svc.process.poll()
+                if code is None:
+                    continue
+                svc.last_exit = code
+                now = time.monotonic()
+                svc.restarts = [t for t in svc.restarts if now - t < RESTART_WINDOW]
+                if len(svc.restarts) >= MAX_RESTARTS:
+                    svc.state = "failed"
+                    self.on_event(f"{svc.spec.name} keeps crashing (exit {code}); giving up. See "
+                                  f"{self.paths.logs / svc.spec.log_file}")
+                    continue
+                delay = min(30.0, 2.0 ** len(svc.restarts))
+                svc.state = "restarting"
+                self.on_event(f"{svc.spec.name} exited with code {code}; restarting in {delay:.0f}s")
+                svc.restarts.append(now)
+                if self._stopping.wait(delay):
+                    return
+                self._spawn(svc)
+                threading.Thread(target=self._mark_ready_when_ready, args=(svc,), daemon=True).start()
+            self._write_health()
+
+    def _mark_ready_when_ready(self, svc: ServiceState) -> None:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not self._stopping.is_set():
+            if svc.process and svc.process.poll() is not None:
+                return
+            try:
+                if self._ask_ready(svc.spec):
+                    svc.state = "ready"
+                    self.on_event(f"{svc.spec.name} ready again")
+                    return
+            except Exception:  # the bus itself may be restarting
+                pass
+            time.sleep(0.5)
+
+    def health(self) -> dict[str, dict]:
+        """Each service's state, pid, restarts in the last window and resident memory."""
+        import psutil
+
+        report = {}
+        for name, svc in self.services.items():
+            rss = None
+            pid = svc.process.pid if svc.process and svc.process.poll() is None else None
+            if pid:
+                try:
+                    rss = round(psutil.Process(pid).memory_info().rss / 2**20, 1)
+                except psutil.Error:
+                    pass
+            report[name] = {"state": svc.state, "pid": pid, "restarts": len(svc.restarts),
+                            "last_exit": svc.last_exit, "rss_mb": rss}
+        return report
+
+    def healthy(self) -> bool:
+        return all(svc.state == "ready" for svc in self.services.values())
+
+    def _write_health(self) -> None:
+        target = self.paths.run / "health.json"
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"updated": time.time(), "services": self.health()}))
+        os.replace(tmp, target)
+
+    def _write_pidfile(self) -> None:
+        (self.paths.run / "supervisor.json").write_text(json.dumps({
+            "pid": os.getpid(), "bus_host": self.settings.bus_host, "bus_port": self.settings.bus_port,
+        }))
+        self._write_health()
+
+    # -- stop -------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop services in reverse order: SIGTERM, then SIGKILL after a grace period."""
+        self._stopping.set()
+        if self._bus is not None:
+            try:
+                self._bus.close()
+            except Exception:
+                pass
+            self._bus = None
+        for svc in reversed(list(self.services.values())):
+            proc = svc.process
+            if proc is None or proc.poll() is not None:
+                svc.state = "stopped"
+                continue
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            svc.state = "stopped"
+            self.on_event(f"stopped {svc.spec.name}")
+        for name in ("supervisor.json",):
+            (self.paths.run / name).unlink(missing_ok=True)
+        try:
+            self._write_health()
+        except OSError:
+            pass
+
+    def __enter__(self) -> Supervisor:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def wait(self) -> None:
+        """Block until SIGINT/SIGTERM, then stop everything."""
+        def _handler(signum, frame):  # noqa: ARG001
+            self._stopping.set()
+
+        signal.signal(signal.SIGINT, _handler)
+        signal.signal(signal.SIGTERM, _handler)
+        while not self._stopping.wait(0.5):
+            pass
+        self.stop()
