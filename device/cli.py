@@ -13,13 +13,15 @@ from device.offline import force_offline
 
 force_offline()
 
-DATA_DIR_HELP = "Device data folder (settings, logs, audio). Default: $VOXFLEET_DATA_DIR or ~/.local/share/voxfleet"
+DATA_DIR_HELP = ("Device data folder (settings, logs, audio). "
+                 "Default: $VOXFLEET_DATA_DIR or ~/.local/share/voxfleet")
 
 
 def _settings_options(func):
     """Options that override settings.json for this run only."""
     options = [
-        click.option("--wake-word", help="Bundled wake word: hey_jarvis (default), hey_mycroft, alexa, hey_rhasspy."),
+        click.option("--wake-word",
+                     help="Bundled wake word: hey_jarvis (default), hey_mycroft, alexa, hey_rhasspy."),
         click.option("--wake-threshold", type=float, help="Wake word score needed, 0-1 (default 0.5)."),
         click.option("--stt-model", help="Speech recognition model: tiny.en (default) or base."),
         click.option("--audio-in", type=click.Choice(["spool", "alsa", "sounddevice"]),

@@ -53,7 +53,8 @@ def player_command(settings: DeviceSettings, paths: DevicePaths) -> tuple[str, s
     """Command lines ovos-audio runs to play WAV and MP3 files (``%1`` is the file)."""
     if settings.audio_out == "alsa":
         return "aplay -q %1", "mpg123 -q %1"
-    headless = f"{sys.executable} -m device.player {paths.answers} %1"
+    player = Path(__file__).resolve().parent / "player.py"
+    headless = f"{sys.executable} -S {player} {paths.answers} %1"
     return headless, headless
 
 

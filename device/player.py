@@ -6,7 +6,9 @@ Keeps a copy of every WAV it is asked to play in the answers folder, at the devi
 ``recognizer_loop:audio_output_end`` comes when it would on a speaker. Kept to the standard
 library: it starts for every sentence spoken.
 
-Usage: ``python -m device.player ANSWERS_DIR FILE``
+Usage: ``python -S .../device/player.py ANSWERS_DIR FILE``. Run as a plain script without
+``site`` (no package imports, no .pth processing): it starts in ~20 ms instead of ~80 ms, and that
+start-up sits between the answer being ready and the first sound.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ import os
 import shutil
 import sys
 import time
+import warnings
 import wave
 
-try:
-    import audioop  # stdlib through 3.12; C speed matters, this runs before every sentence
-except ImportError:  # pragma: no cover - Python 3.13+
-    audioop = None
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    try:
+        import audioop  # stdlib through 3.12; C speed matters, this runs before every sentence
+    except ImportError:  # pragma: no cover - Python 3.13+
+        audioop = None
 
 
 def _volume(data_dir: str) -> float:

@@ -46,7 +46,7 @@ SKILL_INFO = "voxfleet-skill-device-info.voxfleet"
 # one after another (a timer is set before it is asked about and cancelled).
 SAMPLE_COMMANDS: tuple[SampleCommand, ...] = (
     SampleCommand("What time is it?", f"{SKILL_DATE_TIME}:what.time.is.it.intent"),
-    SampleCommand("What is the date today?", f"{SKILL_DATE_TIME}:current_date.intent"),
+    SampleCommand("What date is it today?", f"{SKILL_DATE_TIME}:current_date.intent"),
     SampleCommand("What day of the week is it?", f"{SKILL_DATE_TIME}:what.weekday.is.it.intent"),
     SampleCommand("What year is it?", f"{SKILL_DATE_TIME}:what.year.is.it.intent"),
     SampleCommand("Set a timer for five minutes.", f"{SKILL_TIMER}:timer.set.intent", ("five minutes",)),

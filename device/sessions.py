@@ -37,6 +37,8 @@ WATCHED = (
 
 _INTENT_TYPE = re.compile(r"^[\w.\-]+:[\w.\-]+$")
 _FALLBACK_TYPE = re.compile(r"^ovos\.skills\.fallback\.(?P<skill>[\w.\-]+)\.request$")
+# Matches that ovos-core's own pipelines produce: the stop service, and a skill taking a reply.
+_CORE_MATCH_TYPE = re.compile(r"^(stop:(global|skill)|converse:skill|[\w.\-]+\.converse\.get_response)$")
 # How long after the last sign of life an exchange is closed regardless (seconds).
 IDLE_TIMEOUT = 30.0
 
@@ -180,7 +182,7 @@ class SessionBuilder:
             session.cancelled = True
         elif kind == "speak":
             text = event.data.get("utterance")
-            if text:
+            if text and self._speaks_for(session, event):
                 session.answers.append(str(text))
                 session.speak_at = session.speak_at or event.t
                 session._pending_speech += 1
@@ -201,10 +203,27 @@ class SessionBuilder:
         return done
 
     @staticmethod
+    def _speaks_for(session: VoiceSession, event: BusEvent) -> bool:
+        """Whether a ``speak`` answers this exchange, not a timer going off in the middle of it.
+
+        An answer comes after the utterance was resolved, from the skill that took it.
+        """
+        if session.matched_at is None:
+            return False
+        speaker = event.context.get("skill_id")
+        owner = session.skill_id or session.fallback_skill
+        return not speaker or not owner or speaker == owner
+
+    @staticmethod
     def _maybe_intent(session: VoiceSession, event: BusEvent) -> None:
         fallback = _FALLBACK_TYPE.match(event.type)
         if fallback:
             session.fallback_skill = fallback.group("skill")
+            session.intent_at = event.t
+            return
+        if _CORE_MATCH_TYPE.match(event.type):
+            session.intent = event.type
+            session.skill_id = event.context.get("skill_id")
             session.intent_at = event.t
             return
         if not _INTENT_TYPE.match(event.type):

@@ -9,6 +9,7 @@ Ctrl-C or SIGTERM.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -127,6 +128,7 @@ class Supervisor:
             )
         write_config(s, self.paths)
         self._env = service_env(self.paths)
+        self._env["VOXFLEET_DEVICE_NAME"] = s.name
         deadline = time.monotonic() + timeout
         try:
             for name, svc in self.services.items():
@@ -146,7 +148,7 @@ class Supervisor:
         log_path = self.paths.logs / svc.spec.log_file
         if log_path.exists() and log_path.stat().st_size > LOG_ROTATE_BYTES:
             os.replace(log_path, log_path.with_suffix(".log.1"))
-        out = open(log_path, "ab")
+        out = open(log_path, "ab")  # noqa: SIM115 - the child keeps it; we close our copy below
         try:
             svc.process = subprocess.Popen(
                 svc.spec.argv, env=self._env, cwd=str(self.paths.root),
@@ -263,10 +265,8 @@ class Supervisor:
             rss = None
             pid = svc.process.pid if svc.process and svc.process.poll() is None else None
             if pid:
-                try:
+                with contextlib.suppress(psutil.Error):
                     rss = round(psutil.Process(pid).memory_info().rss / 2**20, 1)
-                except psutil.Error:
-                    pass
             report[name] = {"state": svc.state, "pid": pid, "restarts": len(svc.restarts),
                             "last_exit": svc.last_exit, "rss_mb": rss}
         return report
@@ -292,20 +292,16 @@ class Supervisor:
         """Stop services in reverse order: SIGTERM, then SIGKILL after a grace period."""
         self._stopping.set()
         if self._bus is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self._bus.close()
-            except Exception:
-                pass
             self._bus = None
         for svc in reversed(list(self.services.values())):
             proc = svc.process
             if proc is None or proc.poll() is not None:
                 svc.state = "stopped"
                 continue
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 proc.wait(STOP_GRACE_SECONDS)
             except subprocess.TimeoutExpired:
@@ -315,10 +311,8 @@ class Supervisor:
             self.on_event(f"stopped {svc.spec.name}")
         for name in ("supervisor.json",):
             (self.paths.run / name).unlink(missing_ok=True)
-        try:
+        with contextlib.suppress(OSError):
             self._write_health()
-        except OSError:
-            pass
 
     def __enter__(self) -> Supervisor:
         self.start()

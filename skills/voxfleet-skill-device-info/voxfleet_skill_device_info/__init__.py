@@ -2,8 +2,8 @@
 
 The skill runs inside ovos-core, apart from the VoxFleet code, so it reads the device's state
 from files in the data folder (``VOXFLEET_DATA_DIR``), which the supervisor sets:
-``settings.json`` (the device's name), ``cloud.json`` (written at pairing: ``{"cloud": URL, ...}``)
-and ``run/sync.json`` (written by the sync agent: ``{"outbox_depth": N, "last_sync": TS}``).
+``settings.json`` (the device's name; ``VOXFLEET_DEVICE_NAME`` when none was saved),
+``cloud.json`` (written at pairing: ``{"cloud": URL, ...}``) and ``run/sync.json`` (written by the sync agent: ``{"outbox_depth": N, "last_sync": TS}``).
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ class DeviceInfoSkill(OVOSSkill):
     @intent_handler("device.name.intent")
     def handle_name(self, message: Message) -> None:
         base = data_dir()
-        name = read_json(base / "settings.json" if base else None).get("name") or socket.gethostname()
+        name = (read_json(base / "settings.json" if base else None).get("name")
+                or os.environ.get("VOXFLEET_DEVICE_NAME") or socket.gethostname())
         self.speak_dialog("name", {"name": name})
 
     @intent_handler("device.address.intent")

@@ -3,12 +3,16 @@
 Written for VoxFleet instead of using ovos-skill-alerts: that skill's timers live among alarms,
 reminders, lists and calendars, its intents need the Adapt engine plus a dozen vocabularies, and
 it loads slowly on a Pi. Timers are what people use every day, so they get a small skill whose
-behaviour is easy to test. Timers are stored in the skill's settings and rescheduled after a
-restart, so a device that reboots still rings.
+behaviour is easy to test. Timers are kept in ``timers.json`` in the skill's own data folder
+(not in settings.json, which ovos-core watches and reloads behind the skill's back) and are
+rescheduled after a restart, so a device that reboots still rings.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import threading
 import time
 import uuid
 from datetime import timedelta
@@ -53,24 +57,32 @@ class TimerSkill(OVOSSkill):
                                    no_gui_fallback=True)
 
     def initialize(self) -> None:
+        self._lock = threading.Lock()
+        self._path = os.path.join(self.file_system.path, "timers.json")
+        try:
+            with open(self._path, encoding="utf-8") as handle:
+                stored = json.load(handle)
+        except (OSError, ValueError):
+            stored = []
         now = time.time()
-        kept = []
-        for timer in self.settings.get("timers", []):
-            if timer["ends"] > now:
-                kept.append(timer)
-                self._schedule(timer)
-        self.settings["timers"] = kept
-        self.settings.store()
+        self._timers = [t for t in stored if isinstance(t, dict) and t.get("ends", 0) > now]
+        for timer in self._timers:
+            self._schedule(timer)
+        self._save(self._timers)
 
     # -- helpers ----------------------------------------------------------------------------------
 
     @property
     def timers(self) -> list[dict]:
-        return sorted(self.settings.get("timers", []), key=lambda t: t["ends"])
+        return sorted(self._timers, key=lambda t: t["ends"])
 
     def _save(self, timers: list[dict]) -> None:
-        self.settings["timers"] = timers
-        self.settings.store()
+        with self._lock:
+            self._timers = list(timers)
+            tmp = self._path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as handle:
+                json.dump(self._timers, handle)
+            os.replace(tmp, self._path)
 
     def _schedule(self, timer: dict) -> None:
         self.schedule_event(self._expire, max(0.1, timer["ends"] - time.time()),

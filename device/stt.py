@@ -1,0 +1,110 @@
+"""faster-whisper transcription sized for voice commands.
+
+Whisper encodes a fixed 30-second window, however short the audio: on a 2-core CPU that costs
+~0.45 s of the ~0.65 s a three-second command takes with tiny.en. CTranslate2's encoder accepts a
+shorter window, so a command is encoded in a window just larger than itself (its length plus
+``margin`` seconds of silence, at least ``min_window``): about 0.13 s in all (measured by
+bench/voice.py). The silence margin matters: with too little, whisper does not see the end of
+speech and repeats itself; a repetition guard falls back to the full window if it still happens.
+Audio longer than the largest window goes through faster-whisper's ordinary path.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from device import models
+
+SAMPLE_RATE = 16000
+FRAMES_PER_SECOND = 100  # whisper's mel frames
+MAX_WORDS_PER_SECOND = 5.0  # faster than any speaker: more words than this means a hallucination
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[\w']+", text.lower())
+
+
+def looks_repeated(text: str, seconds: float) -> bool:
+    """Whisper's failure mode on a short window: the same phrase again and again."""
+    words = _words(text)
+    if len(words) > MAX_WORDS_PER_SECOND * seconds + 3:
+        return True
+    return any(words[:size] == words[size:2 * size] for size in range(2, len(words) // 2 + 1))
+
+
+class WhisperEngine:
+    """One loaded whisper model; thread-safe (one transcription at a time)."""
+
+    def __init__(self, model: str | Path | None = None, device: str = "cpu", compute_type: str = "int8",
+                 cpu_threads: int = 2, beam_size: int = 1, margin: float = 3.0,
+                 min_window: float = 8.0, language: str = "en") -> None:
+        from faster_whisper import WhisperModel
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        self.model = WhisperModel(str(model or models.stt_model_dir()), device=device,
+                                  compute_type=compute_type, cpu_threads=cpu_threads)
+        self.beam_size = beam_size
+        self.margin = margin
+        self.min_window = min_window
+        self._lock = threading.Lock()
+        self._tokenizers: dict[str, object] = {}
+        self._Tokenizer = Tokenizer
+        self._suppressed = get_suppressed_tokens
+        self.default_language = language
+        self.short_window_used = 0
+        self.full_window_used = 0
+
+    def _prompt(self, language: str) -> tuple[object, list[int], list[int]]:
+        if language not in self._tokenizers:
+            multilingual = self.model.model.is_multilingual
+            tokenizer = self._Tokenizer(self.model.hf_tokenizer, multilingual, task="transcribe",
+                                        language=language if multilingual else "en")
+            self._tokenizers[language] = tokenizer
+        tokenizer = self._tokenizers[language]
+        prompt = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
+        return tokenizer, prompt, self._suppressed(tokenizer, [-1])
+
+    def transcribe(self, pcm: bytes | np.ndarray, language: str | None = None) -> str:
+        """Text of 16 kHz mono audio (int16 bytes or a float32 array in -1..1)."""
+        if isinstance(pcm, (bytes, bytearray)):
+            audio = np.frombuffer(pcm, np.int16).astype(np.float32) / 32768.0
+        else:
+            audio = np.asarray(pcm, dtype=np.float32)
+        if audio.size == 0:
+            return ""
+        language = (language or self.default_language).split("-")[0].lower()
+        seconds = audio.size / SAMPLE_RATE
+        with self._lock:
+            if seconds + self.margin <= 30.0:
+                text = self._short_window(audio, language)
+                if not looks_repeated(text, seconds):
+                    self.short_window_used += 1
+                    return text
+            self.full_window_used += 1
+            return self._full_window(audio, language)
+
+    def _short_window(self, audio: np.ndarray, language: str) -> str:
+        import ctranslate2
+
+        tokenizer, prompt, suppressed = self._prompt(language)
+        features = self.model.feature_extractor(audio)
+        frames = int(min(30 * FRAMES_PER_SECOND,
+                         max(self.min_window * FRAMES_PER_SECOND,
+                             features.shape[1] + self.margin * FRAMES_PER_SECOND)))
+        if features.shape[1] < frames:
+            features = np.pad(features, ((0, 0), (0, frames - features.shape[1])))
+        window = ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None, :, :frames]))
+        encoded = self.model.model.encode(window, to_cpu=False)
+        result = self.model.model.generate(encoded, [prompt], beam_size=self.beam_size, max_length=128,
+                                           suppress_blank=True, suppress_tokens=suppressed)
+        return tokenizer.decode(result[0].sequences_ids[0]).strip()
+
+    def _full_window(self, audio: np.ndarray, language: str) -> str:
+        segments, _ = self.model.transcribe(audio, beam_size=self.beam_size, language=language,
+                                            condition_on_previous_text=False, without_timestamps=True)
+        return "".join(segment.text for segment in segments).strip()
