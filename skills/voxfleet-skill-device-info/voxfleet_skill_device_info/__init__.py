@@ -3,7 +3,8 @@
 The skill runs inside ovos-core, apart from the VoxFleet code, so it reads the device's state
 from files in the data folder (``VOXFLEET_DATA_DIR``), which the supervisor sets:
 ``settings.json`` (the device's name; ``VOXFLEET_DEVICE_NAME`` when none was saved),
-``cloud.json`` (written at pairing: ``{"cloud": URL, ...}``) and ``run/sync.json`` (written by the sync agent: ``{"outbox_depth": N, "last_sync": TS}``).
+``cloud.json`` (written at pairing: ``{"cloud": URL, ...}``) and ``run/sync.json`` (written by
+the sync agent: ``{"outbox_depth": N, "last_sync": TS}``).
 """
 
 from __future__ import annotations
