@@ -82,7 +82,8 @@ def resample(data: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarr
 
 
 def from_float(data: np.ndarray) -> Pcm:
-    return Pcm(np.clip(np.round(data * 32767.0), -32768, 32767).astype(np.int16))
+    # The inverse of the /32768 used to decode: 16-bit samples come back exactly as they went in.
+    return Pcm(np.clip(np.round(data * 32768.0), -32768, 32767).astype(np.int16))
 
 
 def load_wav_bytes(blob: bytes, name: str = "audio") -> Pcm:

@@ -168,7 +168,7 @@ def samples_cmd(out, voice, wake_word) -> None:
     from device import samples
 
     speaker = samples.PiperVoice() if voice == "piper" else samples.EspeakVoice()
-    for command in samples.SAMPLE_COMMANDS:
+    for command in samples.commands_for(voice):
         sample = samples.synthesize(speaker, command.text, out, wake_word=wake_word)
         click.echo(str(sample.path))
 
@@ -186,9 +186,10 @@ def demo(voice, as_json, data_dir, **overrides) -> None:
 
     paths, settings = _load(data_dir, **overrides)
     speaker = samples.PiperVoice() if voice == "piper" else samples.EspeakVoice()
-    _say(f"speaking {len(samples.SAMPLE_COMMANDS)} sample commands with {speaker.name}")
+    commands = samples.commands_for(voice)
+    _say(f"speaking {len(commands)} sample commands with {speaker.name}")
     files = [samples.synthesize(speaker, c.text, paths.root / "samples" / voice, wake_word=settings.wake_word)
-             for c in samples.SAMPLE_COMMANDS]
+             for c in commands]
     reports = []
     try:
         with Listener(paths, settings, on_event=_say) as listener:

@@ -35,6 +35,7 @@ class SessionReport:
     answer: str | None
     answer_audio: str | None
     end_state: str
+    started_at: float  # wall clock (epoch seconds) of the wake word, or of the first sign of the session
     timings_ms: dict[str, float | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -47,6 +48,7 @@ class SessionReport:
             "answer_audio": self.answer_audio,
             "timings_ms": self.timings_ms,
             "end_state": self.end_state,
+            "started_at": round(self.started_at, 3),
             "file": self.file,
             "ovos_session_id": self.ovos_session_id,
         }
@@ -242,5 +244,6 @@ class Listener:
         return SessionReport(
             file=str(path), session_id=s.session_id, ovos_session_id=s.ovos_session_id,
             wake_word=s.wake_word, transcript=s.transcript, intent=s.intent, answer=s.answer,
-            answer_audio=answer_audio, end_state=s.end_state, timings_ms=timings,
+            answer_audio=answer_audio, end_state=s.end_state,
+            started_at=s.wake_at or s.started_at, timings_ms=timings,
         )

@@ -35,6 +35,8 @@ class SampleCommand:
     text: str
     intent: str | None  # "skill_id:intent_name", or None when nothing should match
     answer_contains: tuple[str, ...] = ()  # every item must appear (case-insensitive) in the answer
+    espeak: bool = False  # in the espeak-ng set (phrasings tiny.en hears right in that voice)
+    piper: bool = True  # in the Piper set
 
 
 SKILL_DATE_TIME = "ovos-skill-date-time.openvoiceos"
@@ -43,26 +45,37 @@ SKILL_VOLUME = "ovos-skill-volume.openvoiceos"
 SKILL_INFO = "voxfleet-skill-device-info.voxfleet"
 
 # The sample set: every skill the appliance ships with, in an order that makes sense when played
-# one after another (a timer is set before it is asked about and cancelled).
+# one after another (a timer is set before it is asked about and deleted).
 SAMPLE_COMMANDS: tuple[SampleCommand, ...] = (
-    SampleCommand("What time is it?", f"{SKILL_DATE_TIME}:what.time.is.it.intent"),
-    SampleCommand("What date is it today?", f"{SKILL_DATE_TIME}:current_date.intent"),
+    SampleCommand("What time is it?", f"{SKILL_DATE_TIME}:what.time.is.it.intent", espeak=True),
+    SampleCommand("What day is it today?", f"{SKILL_DATE_TIME}:what.day.is.it.intent"),
+    SampleCommand("Tell me the full date.", f"{SKILL_DATE_TIME}:current_date.intent", espeak=True,
+                  piper=False),
     SampleCommand("What day of the week is it?", f"{SKILL_DATE_TIME}:what.weekday.is.it.intent"),
-    SampleCommand("What year is it?", f"{SKILL_DATE_TIME}:what.year.is.it.intent"),
-    SampleCommand("Set a timer for five minutes.", f"{SKILL_TIMER}:timer.set.intent", ("five minutes",)),
+    SampleCommand("What year is it?", f"{SKILL_DATE_TIME}:what.year.is.it.intent", ("twenty",)),
+    SampleCommand("Set a timer for five minutes.", f"{SKILL_TIMER}:timer.set.intent", ("five minutes",),
+                  espeak=True),
     SampleCommand("How much time is left on the timer?", f"{SKILL_TIMER}:timer.status.intent",
-                  ("left",)),
-    SampleCommand("Cancel the timer.", f"{SKILL_TIMER}:timer.cancel.intent", ("cancel",)),
-    SampleCommand("Set a timer for ten seconds.", f"{SKILL_TIMER}:timer.set.intent", ("ten seconds",)),
+                  ("left on your timer",), espeak=True),
+    SampleCommand("Delete the timer.", f"{SKILL_TIMER}:timer.cancel.intent", ("cancel",), espeak=True),
+    SampleCommand("How much time is left?", f"{SKILL_TIMER}:timer.status.intent", ("no timers",), espeak=True),
     SampleCommand("Set volume to maximum.", f"{SKILL_VOLUME}:volume.max.intent", ("maximum",)),
-    SampleCommand("Turn the volume down.", f"{SKILL_VOLUME}:less_volume", ("percent",)),
-    SampleCommand("What is the volume?", f"{SKILL_VOLUME}:current_volume", ("volume",)),
-    SampleCommand("What is your name?", f"{SKILL_INFO}:device.name.intent", ("name",)),
+    SampleCommand("Turn the volume down.", f"{SKILL_VOLUME}:less_volume", ("percent",), espeak=True),
+    SampleCommand("What is the volume?", f"{SKILL_VOLUME}:current_volume", ("volume is",)),
+    SampleCommand("Stop that.", "stop:global"),
+    SampleCommand("Stop.", "stop:global", espeak=True, piper=False),
+    SampleCommand("What is your name?", f"{SKILL_INFO}:device.name.intent", ("voxfleet",), espeak=True),
     SampleCommand("What is your IP address?", f"{SKILL_INFO}:device.address.intent", ("address",)),
-    SampleCommand("Are you connected to the cloud?", f"{SKILL_INFO}:device.cloud.intent", ("paired",)),
-    SampleCommand("How long is left on my timer?", f"{SKILL_TIMER}:timer.status.intent", ("timer",)),
-    SampleCommand("What is the airspeed velocity of an unladen swallow?", None, ()),
+    SampleCommand("What is your cloud status?", f"{SKILL_INFO}:device.cloud.intent", ("not paired",)),
+    SampleCommand("Are you connected to the cloud?", f"{SKILL_INFO}:device.cloud.intent", ("not paired",),
+                  espeak=True, piper=False),
+    SampleCommand("What is the airspeed velocity of an unladen swallow?", None, (), espeak=True),
 )
+
+
+def commands_for(voice: str) -> list[SampleCommand]:
+    """The sample set for "piper" or "espeak"."""
+    return [c for c in SAMPLE_COMMANDS if (c.piper if voice == "piper" else c.espeak)]
 
 
 @dataclass(frozen=True)

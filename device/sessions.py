@@ -160,8 +160,10 @@ class SessionBuilder:
                 session, closed = self._start(event)
                 done += closed
             session.record_begin_at = event.t
-        elif session is None and kind == "recognizer_loop:utterance":
-            session, closed = self._start(event)  # typed input: no wake word, no recording
+        elif kind == "recognizer_loop:utterance" and (session is None or session.transcript is not None):
+            # Typed input (no wake word, no recording), or a second utterance while the previous
+            # exchange waits for an audio_output_end that may never come: a new exchange either way.
+            session, closed = self._start(event)
             done += closed
         if session is None:
             return done

@@ -40,7 +40,7 @@ class DeviceSettings(BaseModel):
     wake_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
     stt_model: str = models.DEFAULT_STT_MODEL
     stt_device: Literal["cpu", "cuda"] = "cpu"
-    stt_beam_size: int = Field(default=1, ge=1, le=10)
+    stt_beam_size: int = Field(default=5, ge=1, le=10)
     tts_voice: str = models.DEFAULT_TTS_VOICE
     audio_in: AudioIn = "spool"
     audio_out: AudioOut = "wav"

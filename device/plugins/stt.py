@@ -32,6 +32,7 @@ from device.stt import WhisperEngine
 
 SAMPLE_RATE = 16000
 SAMPLE_WIDTH = 2
+MAX_WAKE_TAIL_CHUNKS = 5  # speech at the very start longer than this is the command itself
 
 
 class SpeculativeStream(StreamThread):
@@ -39,6 +40,8 @@ class SpeculativeStream(StreamThread):
         super().__init__(queue, language)
         self.owner = owner
         self.buffer = bytearray()
+        self.flags: list[bool] = []  # speech or not, per chunk received
+        self.chunk_bytes = 0
         self.heard_speech = False
         self.silence = 0.0
         self.guess: Future | None = None
@@ -50,8 +53,11 @@ class SpeculativeStream(StreamThread):
         owner.vad.reset()
         for chunk in audio:
             self.buffer += chunk
+            self.chunk_bytes = self.chunk_bytes or len(chunk)
             seconds = len(chunk) / (SAMPLE_RATE * SAMPLE_WIDTH)
-            if owner.is_speech(chunk):
+            speech = owner.is_speech(chunk)
+            self.flags.append(speech)
+            if speech:
                 self.heard_speech = True
                 self.silence = 0.0
                 if self.guess is not None:
@@ -60,15 +66,33 @@ class SpeculativeStream(StreamThread):
                 self.silence += seconds
             if (self.heard_speech and self.silence >= owner.speculate_after
                     and (self.guess is None or self.guess_stale)):
-                self.guess = owner.submit(bytes(self.buffer), self.language)
+                self.guess = owner.submit(self.command_audio(), self.language)
                 self.guess_stale = False
+
+    def command_audio(self) -> bytes:
+        """The recording without the end of the wake phrase it may start with.
+
+        The listener hands over a chunk from before the wake word fired, so a recording often opens
+        with "...vis" and then the pause people make after a wake word. Whisper tends to fold that
+        fragment into the first word ("Tell" heard as "Help"); when the pause is there, cut before it.
+        """
+        flags, size = self.flags, self.chunk_bytes
+        lead = 0
+        while lead < len(flags) and flags[lead] and lead < MAX_WAKE_TAIL_CHUNKS:
+            lead += 1
+        gap = 0
+        while lead + gap < len(flags) and not flags[lead + gap]:
+            gap += 1
+        if lead and gap >= 2 and lead + gap < len(flags):
+            return bytes(self.buffer[(lead + gap - 1) * size:])
+        return bytes(self.buffer)
 
     def finalize(self) -> str:
         self.join()  # every chunk queued before the stop signal has been looked at
         if self.guess is not None and not self.guess_stale:
             self.used_guess = True
             return self.guess.result()
-        return self.owner.submit(bytes(self.buffer), self.language).result()
+        return self.owner.submit(self.command_audio(), self.language).result()
 
 
 class SpeculativeWhisperSTT(StreamingSTT):

@@ -1,0 +1,78 @@
+"""Shared fixtures: the real voice stack (started once per test session) and spoken samples."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from device.offline import force_offline
+
+force_offline()
+
+VOXFLEET = str(Path(sys.executable).parent / "voxfleet")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Stack:
+    paths: object
+    settings: object
+    supervisor: object
+
+    def listen(self, wavs: list[Path], timeout: float = 600) -> list[dict]:
+        """Run `voxfleet device listen --json` against this stack, as a person or script would."""
+        args = [VOXFLEET, "device", "listen", "--json", "--data-dir", str(self.paths.root)]
+        for wav in wavs:
+            args += ["--wav", str(wav)]
+        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+        assert done.returncode == 0, f"listen failed ({done.returncode}): {done.stderr[-2000:]}"
+        return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def voice_stack(tmp_path_factory) -> Stack:
+    """The whole OVOS stack on bundled models, on a private data folder and a free bus port."""
+    from device.paths import DevicePaths
+    from device.settings import DeviceSettings, save_settings
+    from device.supervisor import Supervisor
+
+    paths = DevicePaths.at(tmp_path_factory.mktemp("device")).create()
+    settings = DeviceSettings(bus_port=free_port(), timezone=os.environ.get("TZ_TEST", "UTC"))
+    save_settings(paths.root, settings)
+    supervisor = Supervisor(paths, settings)
+    supervisor.start()
+    try:
+        yield Stack(paths, settings, supervisor)
+    finally:
+        supervisor.stop()
+
+
+@pytest.fixture(scope="session")
+def piper_voice():
+    from device.samples import PiperVoice
+
+    return PiperVoice()
+
+
+@pytest.fixture(scope="session")
+def espeak_voice():
+    from device.samples import EspeakVoice
+
+    return EspeakVoice()
+
+
+@pytest.fixture(scope="session")
+def samples_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("samples")
