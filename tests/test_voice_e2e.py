@@ -90,12 +90,12 @@ def check(command: SampleCommand, reports: list[dict], tz: str, max_wer: float) 
         spoken = audio.load_wav(report["answer_audio"])
         assert spoken.seconds > 0.3  # real synthesized speech, not an empty file
     timings = report["timings_ms"]
-    for key in ("end_of_speech_to_transcript", "transcript_to_intent", "end_of_speech_to_first_audio"):
+    for key in ("end_of_speech_to_transcript", "transcript_to_intent"):
         assert timings[key] is not None and timings[key] >= 0, timings
     # openWakeWord may fire a few tens of ms before the last (quiet) samples of the phrase.
     assert timings["wake_detect"] is not None and -300 < timings["wake_detect"] < 2000, timings
     if report["answer"]:
-        assert timings["end_of_speech_to_first_audio"] >= timings["end_of_speech_to_transcript"]
+        assert timings["end_of_speech_to_first_audio"] >= timings["end_of_speech_to_transcript"] > 0
 
 
 @pytest.fixture(scope="module")
