@@ -141,6 +141,34 @@ def _print_table(reports) -> None:
 
 
 @device.command()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help=DATA_DIR_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(data_dir, as_json) -> None:
+    """Health of each service of the stack running on this data folder (exit 1 if not all ready)."""
+    from device.listen import running_stack
+    from device.paths import DevicePaths
+
+    paths = DevicePaths.at(data_dir)
+    record = running_stack(paths)
+    try:
+        health = json.loads((paths.run / "health.json").read_text())
+    except (OSError, ValueError):
+        health = {"services": {}}
+    services = health.get("services", {}) if record else {}
+    if as_json:
+        click.echo(json.dumps({"running": bool(record), "updated": health.get("updated"),
+                               "services": services}, indent=2))
+    elif not record:
+        click.echo(f"no voice stack is running on {paths.root}")
+    else:
+        for name, info in services.items():
+            click.echo(f"{name:<11} {info['state']:<11} pid {info['pid'] or '-':<8} "
+                       f"restarts {info['restarts']:<3} {info['rss_mb'] or '-'} MB")
+    ok = bool(record) and bool(services) and all(i["state"] == "ready" for i in services.values())
+    sys.exit(0 if ok else 1)
+
+
+@device.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def models(as_json) -> None:
     """List the bundled models and where they resolved (or which package is missing)."""

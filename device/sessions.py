@@ -193,7 +193,9 @@ class SessionBuilder:
         elif kind == "recognizer_loop:audio_output_end":
             session.audio_end_at = event.t
             session._pending_speech = 0  # ovos-audio reports one end for its whole queue
-        elif kind == "ovos.utterance.handled":
+        elif kind == "ovos.utterance.handled" or (
+                kind.endswith(".stop.response") and (session.intent or "").startswith("stop:")):
+            # A skill asked to stop answers "<skill>.stop.response"; ovos-core sends no "handled" then.
             session.handled_at = event.t
         elif kind == "mycroft.skill.handler.complete" and event.data.get("exception"):
             session.errors.append(str(event.data.get("exception")))

@@ -242,6 +242,20 @@ def test_stop_global():
     assert s.end_state == "handled"
 
 
+def test_stop_of_an_active_skill_closes_on_its_stop_response():
+    """ovos-core sends no "handled" for stop:skill; the skill's stop.response ends the exchange."""
+    builder = SessionBuilder()
+    closed = []
+    for event in heard(0, "stop that") + [
+        ev(2.5, "stop:skill", {"skill_id": "ovos-skill-volume.openvoiceos"}, skill_id="stop.openvoiceos"),
+        ev(2.6, "ovos-skill-volume.openvoiceos.stop"),
+        ev(2.7, "ovos-skill-volume.openvoiceos.stop.response", {"result": False}),
+    ]:
+        closed += builder.feed(event)
+    assert len(closed) == 1 and closed[0].intent == "stop:skill"
+    assert closed[0].end_state == "handled" and builder.open_sessions() == []
+
+
 def test_cancelled_utterance():
     events = heard(0, "what time is it, nevermind") + [
         ev(2.4, "mycroft.audio.play_sound", {"uri": "snd/cancel.mp3"}),

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import psutil
@@ -84,10 +84,19 @@ def test_device_run_stops_everything_on_sigterm(tmp_path):
             pytest.fail("stack did not become ready:\n" + "".join(lines))
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 5  # messagebus, volume, core, audio, listener
+        status = subprocess.run([VOXFLEET, "device", "status", "--data-dir", str(tmp_path), "--json"],
+                                capture_output=True, text=True)
+        assert status.returncode == 0, status.stdout
+        report = json.loads(status.stdout)
+        assert report["running"] and set(report["services"]) == {"messagebus", "volume", "core", "audio",
+                                                                  "listener"}
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
         gone, alive = psutil.wait_procs(children, timeout=15)
         assert not alive, alive
+        after = subprocess.run([VOXFLEET, "device", "status", "--data-dir", str(tmp_path)],
+                               capture_output=True, text=True)
+        assert after.returncode == 1 and "no voice stack is running" in after.stdout
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -106,7 +115,3 @@ def test_health_reports_memory_of_each_service(tmp_path):
         supervisor.stop()
     assert not (supervisor.paths.run / "supervisor.json").exists()
 
-
-def test_main_module_is_runnable():
-    out = subprocess.run([sys.executable, "-m", "voxfleet.cli", "--help"], capture_output=True, text=True)
-    assert out.returncode == 0 or "device" in out.stdout

@@ -1,0 +1,4 @@
+"""The VoxFleet cloud: Flask app, MQTT ingest, portals, billing (see DESIGN.md, "The cloud").
+
+Empty until the cloud issues land; it will never import ``device``.
+"""
