@@ -232,6 +232,10 @@ class SessionBuilder:
             return
         if not _INTENT_TYPE.match(event.type):
             return
+        if "utterance" not in event.data:
+            # A scheduled skill event ("skill:handler", e.g. the hourly chime) looks like an intent
+            # but carries no utterance; ovos-core always puts the matched utterance in a match.
+            return
         skill_id = event.context.get("skill_id") or event.type.split(":", 1)[0]
         if event.type.split(":", 1)[0] != skill_id:
             return

@@ -256,6 +256,18 @@ def test_stop_of_an_active_skill_closes_on_its_stop_response():
     assert closed[0].end_state == "handled" and builder.open_sessions() == []
 
 
+def test_scheduled_skill_event_is_not_taken_for_the_intent():
+    """The date-time skill's hourly chime fired mid-exchange once and was counted as the match."""
+    chime = "ovos-skill-date-time.openvoiceos:ovos-skill-date-time.openvoiceos_handle_play_hour_chime"
+    events = heard(0, "what is the volume") + [
+        ev(2.45, chime, {}, skill_id="ovos-skill-date-time.openvoiceos"),
+    ] + answered(2.5, skill="ovos-skill-volume.openvoiceos", intent="current_volume",
+                 answer="The volume is at 70")
+    (s,) = build_sessions(events)
+    assert s.intent == "ovos-skill-volume.openvoiceos:current_volume"
+    assert s.answer == "The volume is at 70"
+
+
 def test_cancelled_utterance():
     events = heard(0, "what time is it, nevermind") + [
         ev(2.4, "mycroft.audio.play_sound", {"uri": "snd/cancel.mp3"}),
