@@ -186,7 +186,8 @@ def test_remote_client_session_does_not_mix_with_default():
     local = heard(0, "what time is it")
     remote = [
         ev(0.5, "recognizer_loop:utterance", {"utterances": ["set a timer for ten seconds"]}, "remote-1"),
-        ev(0.6, f"{TIMER}:timer.set.intent", {}, "remote-1", skill_id=TIMER),
+        ev(0.6, f"{TIMER}:timer.set.intent", {"utterance": "set a timer for ten seconds"}, "remote-1",
+           skill_id=TIMER),
         ev(0.7, "speak", {"utterance": "Timer set for ten seconds."}, "remote-1", skill_id=TIMER),
         ev(0.8, "ovos.utterance.handled", session="remote-1"),
         ev(0.9, "recognizer_loop:audio_output_start", session="remote-1"),
