@@ -106,7 +106,7 @@ def listen(wavs, as_json, data_dir, **overrides) -> None:
         except AudioError as exc:
             _fail(str(exc), code=2)
     paths, settings = _load(data_dir, **overrides)
-    if running_stack(paths) and any(v is not None for v in overrides.values() if v is not data_dir):
+    if running_stack(paths) and any(v is not None for v in overrides.values()):
         _say("note: a stack is already running on this data folder; its settings apply, not these options")
     reports = []
     try:

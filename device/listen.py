@@ -9,6 +9,7 @@ ended), not against the listener's own events, so the figures are what a person 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -101,8 +102,6 @@ class BusRecorder:
 
 def running_stack(paths: DevicePaths) -> dict | None:
     """The supervisor record of a stack already running on this data folder, if any."""
-    import os
-
     record_path = paths.run / "supervisor.json"
     try:
         record = json.loads(record_path.read_text())

@@ -53,25 +53,15 @@ class DeviceSettings(BaseModel):
     tuning: Tuning = "voxfleet"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("wake_word")
+    @field_validator("wake_word", "stt_model", "tts_voice")
     @classmethod
-    def _known_wake_word(cls, value: str) -> str:
-        if value not in models.WAKE_WORDS:
-            raise ValueError(f"unknown wake word '{value}'; bundled: {', '.join(models.WAKE_WORDS)}")
-        return value
-
-    @field_validator("stt_model")
-    @classmethod
-    def _known_stt(cls, value: str) -> str:
-        if value not in models.STT_MODELS:
-            raise ValueError(f"unknown STT model '{value}'; bundled: {', '.join(models.STT_MODELS)}")
-        return value
-
-    @field_validator("tts_voice")
-    @classmethod
-    def _known_voice(cls, value: str) -> str:
-        if value not in models.TTS_VOICES:
-            raise ValueError(f"unknown TTS voice '{value}'; bundled: {', '.join(models.TTS_VOICES)}")
+    def _bundled(cls, value: str, info) -> str:
+        choices = {"wake_word": (models.WAKE_WORDS, "wake word"),
+                   "stt_model": (models.STT_MODELS, "STT model"),
+                   "tts_voice": (models.TTS_VOICES, "TTS voice")}
+        known, what = choices[info.field_name]
+        if value not in known:
+            raise ValueError(f"unknown {what} '{value}'; bundled: {', '.join(known)}")
         return value
 
     @field_validator("timezone")
