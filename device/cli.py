@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -58,6 +59,23 @@ def _say(text: str) -> None:
     click.echo(f"{time.strftime('%H:%M:%S')} {text}", err=True)
 
 
+@contextlib.contextmanager
+def _stdout_for_results():
+    """Keep stdout for our results only.
+
+    OVOS libraries log to ``sys.stdout`` (ovos_utils.log); a script reading ``--json`` lines must
+    not get log lines among them. Everything written to ``sys.stdout`` while this is active goes to
+    stderr; the results go to the real stdout through the returned stream. Entered before any
+    OVOS module is imported, so their log handlers bind to stderr.
+    """
+    real = sys.stdout
+    sys.stdout = sys.stderr
+    try:
+        yield real
+    finally:
+        sys.stdout = real
+
+
 @click.group()
 def device() -> None:
     """The appliance: the OVOS voice stack and its models."""
@@ -110,13 +128,14 @@ def listen(wavs, as_json, data_dir, **overrides) -> None:
         _say("note: a stack is already running on this data folder; its settings apply, not these options")
     reports = []
     try:
-        with Listener(paths, settings, on_event=None if as_json else _say) as listener:
+        with _stdout_for_results() as out, \
+                Listener(paths, settings, on_event=None if as_json else _say) as listener:
             for wav in wavs:
                 for report in listener.listen(wav):
                     reports.append(report)
                     if as_json:
-                        click.echo(json.dumps(report.to_dict()), nl=True)
-                        sys.stdout.flush()
+                        out.write(json.dumps(report.to_dict()) + "\n")
+                        out.flush()
     except AudioError as exc:
         _fail(str(exc), code=2)
     except (StackError, ModelNotFound) as exc:
@@ -213,26 +232,28 @@ def demo(voice, as_json, data_dir, **overrides) -> None:
     from device.supervisor import StackError
 
     paths, settings = _load(data_dir, **overrides)
-    speaker = samples.PiperVoice() if voice == "piper" else samples.EspeakVoice()
-    commands = samples.commands_for(voice)
-    _say(f"speaking {len(commands)} sample commands with {speaker.name}")
-    files = [samples.synthesize(speaker, c.text, paths.root / "samples" / voice, wake_word=settings.wake_word)
-             for c in commands]
-    reports = []
-    try:
-        with Listener(paths, settings, on_event=_say) as listener:
-            for sample in files:
-                _say(f"playing: hey {settings.wake_word.split('_')[-1]}, {sample.text}")
-                for report in listener.listen(sample.path):
-                    reports.append(report)
-                    if as_json:
-                        click.echo(json.dumps(report.to_dict()))
-                    else:
-                        t = report.timings_ms
-                        _say(f"  heard {report.transcript!r} -> {report.intent or 'no intent'} -> "
-                             f"{report.answer!r} ({t.get('end_of_speech_to_first_audio')} ms to answer)")
-    except (StackError, ModelNotFound) as exc:
-        _fail(str(exc))
+    with _stdout_for_results() as out:
+        speaker = samples.PiperVoice() if voice == "piper" else samples.EspeakVoice()
+        commands = samples.commands_for(voice)
+        _say(f"speaking {len(commands)} sample commands with {speaker.name}")
+        files = [samples.synthesize(speaker, c.text, paths.root / "samples" / voice,
+                                    wake_word=settings.wake_word) for c in commands]
+        reports = []
+        try:
+            with Listener(paths, settings, on_event=_say) as listener:
+                for sample in files:
+                    _say(f"playing: hey {settings.wake_word.split('_')[-1]}, {sample.text}")
+                    for report in listener.listen(sample.path):
+                        reports.append(report)
+                        if as_json:
+                            out.write(json.dumps(report.to_dict()) + "\n")
+                            out.flush()
+                        else:
+                            t = report.timings_ms
+                            _say(f"  heard {report.transcript!r} -> {report.intent or 'no intent'} -> "
+                                 f"{report.answer!r} ({t.get('end_of_speech_to_first_audio')} ms to answer)")
+        except (StackError, ModelNotFound) as exc:
+            _fail(str(exc))
     if not as_json:
         _print_table(reports)
         click.echo(f"answers kept as WAV files in {paths.answers}")
