@@ -1,4 +1,2 @@
-"""The MQTT contract shared by ``device`` and ``cloud`` (see DESIGN.md, "The wire").
-
-Empty until the sync agent issue lands.
-"""
+"""The MQTT contract shared by ``device`` and ``cloud`` (see DESIGN.md, "The wire", and
+docs/protocol.md): topics, message schemas and their version, event ids."""
