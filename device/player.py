@@ -72,8 +72,24 @@ def main(argv: list[str]) -> int:
     with open(os.path.join(answers, "played.jsonl"), "a", encoding="utf-8") as log:
         log.write(json.dumps({"path": target, "source": source, "started": started,
                               "seconds": round(seconds, 3)}) + "\n")
+    _prune(answers)
     time.sleep(max(0.0, seconds - (time.time() - started)))
     return 0
+
+
+KEEP_ANSWERS = 500
+
+
+def _prune(answers: str) -> None:
+    """Keep the newest answers only (names start with a millisecond timestamp); a device runs for years."""
+    names = [n for n in os.listdir(answers) if n[:1].isdigit()]
+    if len(names) <= KEEP_ANSWERS + 50:  # prune in batches, not on every sentence
+        return
+    for name in sorted(names, key=lambda n: int(n.split("-", 1)[0]))[:-KEEP_ANSWERS]:
+        try:
+            os.unlink(os.path.join(answers, name))
+        except OSError:
+            pass
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ from ovos_utils.log import LOG
 SAMPLE_RATE = 16000
 SAMPLE_WIDTH = 2
 MAX_LAG_SECONDS = 2.0  # a sound card's buffer; further behind than this we stop catching up
+KEEP_PLAYED = 200  # played files kept for inspection; older ones are deleted
+MAX_LOG_BYTES = 2 * 2**20  # played.jsonl is rotated to played.jsonl.1 past this size
 
 
 def read_pcm(path: Path) -> bytes:
@@ -135,11 +137,20 @@ class SpoolMicrophone(Microphone):
             self._current_name = name
             self._offset = 0
             os.replace(path, Path(self.spool_dir, "played", name))
+            self._prune()
             return True
         return False
 
+    def _prune(self) -> None:
+        played = sorted(Path(self.spool_dir, "played").iterdir())
+        for old in played[:-KEEP_PLAYED]:
+            old.unlink(missing_ok=True)
+
     def _log(self, record: dict) -> None:
-        with open(Path(self.spool_dir, "played.jsonl"), "a", encoding="utf-8") as log:
+        log_path = Path(self.spool_dir, "played.jsonl")
+        if log_path.exists() and log_path.stat().st_size > MAX_LOG_BYTES:
+            os.replace(log_path, log_path.with_suffix(".jsonl.1"))
+        with open(log_path, "a", encoding="utf-8") as log:
             log.write(json.dumps(record) + "\n")
 
     # -- the microphone API ---------------------------------------------------------------------------
