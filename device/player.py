@@ -13,6 +13,7 @@ start-up sits between the answer being ready and the first sound.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -86,10 +87,8 @@ def _prune(answers: str) -> None:
     if len(names) <= KEEP_ANSWERS + 50:  # prune in batches, not on every sentence
         return
     for name in sorted(names, key=lambda n: int(n.split("-", 1)[0]))[:-KEEP_ANSWERS]:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(os.path.join(answers, name))
-        except OSError:
-            pass
 
 
 if __name__ == "__main__":
