@@ -101,7 +101,12 @@ class Voice:
 
 
 class PiperVoice(Voice):
-    def __init__(self, voice: str = models.DEFAULT_TTS_VOICE) -> None:
+    """The bundled Piper voice. ``deterministic`` turns off Piper's sampling noise, so a sample is
+    the same audio on every run and tests and benchmarks compare like with like (with the noise on,
+    even the same sentence scores 0.0 to 1.0 on the hey_mycroft model from one synthesis to the next).
+    """
+
+    def __init__(self, voice: str = models.DEFAULT_TTS_VOICE, deterministic: bool = True) -> None:
         import onnxruntime
         from ovos_tts_plugin_piper.piper import PiperConfig
         from ovos_tts_plugin_piper.piper import PiperVoice as _Piper
@@ -109,13 +114,14 @@ class PiperVoice(Voice):
         files = models.tts_voice(voice)
         config = json.loads(files.config.read_text(encoding="utf-8"))
         self.name = f"piper:{voice}"
+        self._noise = {"noise_scale": 0.0, "noise_w": 0.0} if deterministic else {}
         self._rate = int(config["audio"]["sample_rate"])
         self._engine = _Piper(config=PiperConfig.from_dict(config),
                               session=onnxruntime.InferenceSession(
                                   str(files.model), providers=["CPUExecutionProvider"]))
 
     def speak(self, text: str) -> audio.Pcm:
-        raw = b"".join(self._engine.synthesize_stream_raw(text))
+        raw = b"".join(self._engine.synthesize_stream_raw(text, **self._noise))
         data = np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0
         return audio.from_float(audio.resample(data, self._rate))
 
@@ -174,7 +180,7 @@ def synthesize(voice: Voice, text: str, out_dir: Path, wake_word: str = models.D
                with_wake_word: bool = True) -> SpokenSample:
     """Write one spoken command to ``out_dir`` (cached by content) and a JSON sidecar."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha1(f"{voice.name}|{wake_word}|{with_wake_word}|{text}".encode()).hexdigest()[:12]
+    key = hashlib.sha1(f"{voice.name}|{wake_word}|{with_wake_word}|{text}|v2".encode()).hexdigest()[:12]
     slug = "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:40]
     path = out_dir / f"{slug}-{key}.wav"
     sidecar = path.with_suffix(".json")
