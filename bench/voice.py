@@ -79,12 +79,16 @@ def idle_cpu(supervisor, seconds: float) -> dict[str, float]:
     return {n: round(100.0 * (sum(p.cpu_times()[:2]) - before[n]) / wall, 2) for n, p in procs.items()}
 
 
-def run_config(tuning: str, voices: dict, work: Path, idle_seconds: float, rounds: int) -> dict:
+def run_config(tuning: str, voices: dict, work: Path, idle_seconds: float, rounds: int,
+               overrides: dict) -> dict:
     paths = DevicePaths.at(work / tuning).create()
-    settings = DeviceSettings(bus_port=free_port(), tuning=tuning, timezone="UTC")
+    settings = DeviceSettings(bus_port=free_port(), tuning=tuning, timezone="UTC",
+                              **(overrides if tuning == "voxfleet" else {}))
     files = {name: [(c, samples.synthesize(v, c.text, work / "samples" / name))
                     for c in samples.commands_for(name)] for name, v in voices.items()}
-    results: dict = {"tuning": tuning, "sessions": []}
+    results: dict = {"tuning": tuning, "sessions": [],
+                     "settings": settings.model_dump(include={"silence_end", "vad_threshold", "stt_model",
+                                                              "stt_beam_size"})}
     with Listener(paths, settings) as listener:
         time.sleep(5)  # let start-up work (skill loading, first inference) settle
         results["idle_cpu_percent_of_one_core"] = idle_cpu(listener.supervisor, idle_seconds)
@@ -101,7 +105,7 @@ def run_config(tuning: str, voices: dict, work: Path, idle_seconds: float, round
 
 
 def summarize(results: dict) -> dict:
-    summary: dict = {"tuning": results["tuning"]}
+    summary: dict = {"tuning": results["tuning"], "settings": results["settings"]}
     for voice in ("piper", "espeak"):
         rows = [r for r in results["sessions"] if r["voice"] == voice]
         if not rows:
@@ -169,7 +173,12 @@ def main() -> None:
     parser.add_argument("--configs", default="voxfleet,stock")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--voices", default="piper,espeak")
+    parser.add_argument("--silence-end", type=float, help="override for the voxfleet run (default 0.4 s)")
+    parser.add_argument("--vad-threshold", type=float, help="override for the voxfleet run (default 0.3)")
+    parser.add_argument("--stt-model", help="override for the voxfleet run (default tiny.en)")
     args = parser.parse_args()
+    overrides = {k: v for k, v in {"silence_end": args.silence_end, "vad_threshold": args.vad_threshold,
+                                   "stt_model": args.stt_model}.items() if v is not None}
     voices = {}
     if "piper" in args.voices:
         voices["piper"] = samples.PiperVoice()
@@ -187,7 +196,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="voxfleet-bench-") as work:
         for tuning in args.configs.split(","):
             print(f"running {tuning} ...", file=sys.stderr)
-            results = run_config(tuning, voices, Path(work), args.idle_seconds, args.rounds)
+            results = run_config(tuning, voices, Path(work), args.idle_seconds, args.rounds, overrides)
             raw.append(results)
             summaries.append(summarize(results))
     print(f"machine: {machine}")

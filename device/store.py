@@ -1,0 +1,187 @@
+"""The device's local store: the outbox of events waiting for the cloud, and recent voice sessions.
+
+One SQLite file (sqlite-utils) in WAL mode with ``synchronous=FULL``: an event is on disk before
+anyone tries to publish it, and a power cut at any moment leaves a database that opens cleanly
+(SQLite's journal guarantees it; tests/test_store.py kills a writer mid-transaction to check).
+
+The outbox has a cap in bytes. When an append would exceed it, the oldest *detail* events are
+dropped first; ``usage`` events are never dropped, because they are what a tenant is billed for,
+even if that means the outbox grows past its cap while a device is offline for a long time. How many
+events were dropped is counted and reported to the cloud with the next batch, and only cleared once
+that batch has been acknowledged.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlite_utils
+
+DEFAULT_CAP_BYTES = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    seq: int
+    event_id: str
+    type: str
+    payload: str  # the event as JSON, exactly as it will be sent
+    created: float
+
+
+class Store:
+    def __init__(self, path: str | Path, cap_bytes: int = DEFAULT_CAP_BYTES) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.cap_bytes = cap_bytes
+        conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        self.db = sqlite_utils.Database(conn)
+        self._create()
+
+    def _create(self) -> None:
+        db = self.db
+        if "outbox" not in db.table_names():
+            db["outbox"].create({"seq": int, "event_id": str, "type": str, "usage": int, "payload": str,
+                                 "bytes": int, "created": float}, pk="seq", not_null={"event_id", "payload"})
+            db["outbox"].create_index(["event_id"], unique=True)
+            db["outbox"].create_index(["usage", "seq"])
+        if "meta" not in db.table_names():
+            db["meta"].create({"key": str, "value": str}, pk="key")
+        if "sessions" not in db.table_names():
+            db["sessions"].create({"session_id": str, "started_at": float, "wake_word": str,
+                                   "transcript": str, "intent": str, "answer": str, "end_state": str,
+                                   "timings": str}, pk="session_id")
+            db["sessions"].create_index(["started_at"])
+
+    # -- counters ---------------------------------------------------------------------------------
+
+    def _meta(self, key: str, default: int = 0) -> int:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return int(row[0]) if row else default
+
+    def _set_meta(self, key: str, value: int | float) -> None:
+        self.db.execute("INSERT INTO meta(key, value) VALUES(?, ?) "
+                        "ON CONFLICT(key) DO UPDATE SET value = excluded.value", [key, str(value)])
+
+    # -- outbox -----------------------------------------------------------------------------------
+
+    def append(self, events: Iterable[dict]) -> list[int]:
+        """Add events (dicts with event_id and type) atomically; returns the sequence numbers given.
+
+        The per-device ``seq`` is assigned here, inside the same transaction, so it is monotonic
+        across restarts and never reused.
+        """
+        seqs: list[int] = []
+        with self.db.conn:  # one transaction: all or nothing
+            self.db.execute("BEGIN IMMEDIATE")
+            next_seq = self._meta("next_seq", 1)
+            now = time.time()
+            for event in events:
+                event = {**event, "seq": next_seq}
+                payload = json.dumps(event, separators=(",", ":"), default=str)
+                self.db.execute(
+                    "INSERT INTO outbox(seq, event_id, type, usage, payload, bytes, created) "
+                    "VALUES(?, ?, ?, ?, ?, ?, ?)",
+                    [next_seq, str(event["event_id"]), event["type"], int(event["type"] == "usage"),
+                     payload, len(payload), now])
+                seqs.append(next_seq)
+                next_seq += 1
+            self._set_meta("next_seq", next_seq)
+            self._enforce_cap()
+        return seqs
+
+    def _enforce_cap(self) -> None:
+        total = self.outbox_bytes()
+        if total <= self.cap_bytes:
+            return
+        dropped = 0
+        rows = self.db.execute("SELECT seq, bytes FROM outbox WHERE usage = 0 ORDER BY seq").fetchall()
+        doomed = []
+        for seq, size in rows:
+            if total <= self.cap_bytes:
+                break
+            doomed.append(seq)
+            total -= size
+            dropped += 1
+        for start in range(0, len(doomed), 500):
+            chunk = doomed[start:start + 500]
+            self.db.execute(f"DELETE FROM outbox WHERE seq IN ({','.join('?' * len(chunk))})", chunk)
+        if dropped:
+            self._set_meta("dropped_unreported", self._meta("dropped_unreported") + dropped)
+            self._set_meta("dropped_total", self._meta("dropped_total") + dropped)
+
+    def peek(self, limit: int = 500, max_bytes: int = 200 * 1024) -> list[OutboxRow]:
+        """The oldest queued events, in seq order, up to a count and a payload size."""
+        rows, size = [], 0
+        for seq, event_id, type_, payload, created in self.db.execute(
+                "SELECT seq, event_id, type, payload, created FROM outbox ORDER BY seq LIMIT ?", [limit]):
+            if rows and size + len(payload) > max_bytes:
+                break
+            rows.append(OutboxRow(seq, event_id, type_, payload, created))
+            size += len(payload)
+        return rows
+
+    def ack(self, seqs: Iterable[int], dropped_reported: int = 0) -> None:
+        """The broker acknowledged these events (QoS 1 PUBACK): now, and only now, they go."""
+        seqs = list(seqs)
+        with self.db.conn:
+            self.db.execute("BEGIN IMMEDIATE")
+            for start in range(0, len(seqs), 500):
+                chunk = seqs[start:start + 500]
+                self.db.execute(f"DELETE FROM outbox WHERE seq IN ({','.join('?' * len(chunk))})", chunk)
+            if dropped_reported:
+                self._set_meta("dropped_unreported",
+                               max(0, self._meta("dropped_unreported") - dropped_reported))
+            self._set_meta("last_ack", time.time())
+
+    def depth(self) -> int:
+        return self.db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+
+    def outbox_bytes(self) -> int:
+        return self.db.execute("SELECT coalesce(sum(bytes), 0) FROM outbox").fetchone()[0]
+
+    def oldest_age(self) -> float | None:
+        row = self.db.execute("SELECT min(created) FROM outbox").fetchone()
+        return None if row[0] is None else max(0.0, time.time() - row[0])
+
+    def dropped_unreported(self) -> int:
+        return self._meta("dropped_unreported")
+
+    def dropped_total(self) -> int:
+        return self._meta("dropped_total")
+
+    # -- local history ------------------------------------------------------------------------------
+
+    def record_session(self, session: dict) -> None:
+        row = {k: session.get(k) for k in ("session_id", "started_at", "wake_word", "transcript", "intent",
+                                          "answer", "end_state")}
+        row["timings"] = json.dumps(session.get("timings_ms") or {})
+        self.db["sessions"].upsert(row, pk="session_id")
+
+    def recent_sessions(self, limit: int = 50) -> list[dict]:
+        rows = self.db.execute_returning_dicts(
+            "SELECT * FROM sessions ORDER BY started_at DESC LIMIT ?", [limit])
+        for row in rows:
+            row["timings_ms"] = json.loads(row.pop("timings") or "{}")
+        return rows
+
+    def prune_sessions(self, older_than_days: float) -> int:
+        cutoff = time.time() - older_than_days * 86400
+        with self.db.conn:
+            cursor = self.db.execute("DELETE FROM sessions WHERE started_at < ?", [cutoff])
+        return cursor.rowcount
+
+    def integrity_ok(self) -> bool:
+        return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    def close(self) -> None:
+        self.db.conn.close()
