@@ -161,6 +161,46 @@ def _print_table(reports) -> None:
 
 @device.command()
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help=DATA_DIR_HELP)
+@click.option("--once", is_flag=True, help="Drain the outbox, then exit (0 when it is empty).")
+@click.option("--timeout", type=float, default=15.0, show_default=True,
+              help="Seconds to wait for the broker to connect and to acknowledge each batch.")
+def sync(data_dir, once, timeout) -> None:
+    """Send the outbox to the cloud's broker (pairing record: DATA_DIR/cloud.json)."""
+    import signal
+
+    from device.link import LinkError, MqttLink, drain, load_link_config
+    from device.paths import DevicePaths
+    from device.store import Store
+
+    paths = DevicePaths.at(data_dir)
+    store = Store(paths.root / "store.db")
+    try:
+        link = MqttLink(load_link_config(paths.root / "cloud.json"))
+        link.start(timeout=timeout)
+    except LinkError as exc:
+        _fail(f"{exc}; {store.depth()} events stay queued")
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    try:
+        while True:
+            sent = drain(store, link, ack_timeout=timeout)
+            if sent:
+                _say(f"delivered {sent} events")
+            if once or stop["now"]:
+                break
+            time.sleep(1.0)
+    except LinkError as exc:
+        _fail(f"{exc}; {store.depth()} events stay queued")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        link.close()
+    if once and store.depth():
+        _fail(f"{store.depth()} events are still queued")
+
+
+@device.command()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help=DATA_DIR_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(data_dir, as_json) -> None:
     """Health of each service of the stack running on this data folder (exit 1 if not all ready)."""

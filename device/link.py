@@ -1,0 +1,144 @@
+"""The device's one MQTT connection to the cloud (paho-mqtt 2.x, MQTT 3.1.1 on the wire).
+
+Persistent session (``clean_session=False``), per-device credentials, TLS for ``mqtts://`` URLs,
+presence as a retained message with a Last Will saying ``offline``, and reconnects with capped
+exponential backoff (paho's) plus jitter (ours: the base delay is re-drawn after every drop, so a
+fleet that lost its broker does not come back in lock-step).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import ssl
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlparse
+
+import paho.mqtt.client as mqtt
+
+from protocol import messages
+from protocol.topics import Channel, topic
+
+MIN_BACKOFF, MAX_BACKOFF = 1.0, 60.0
+
+
+class LinkError(RuntimeError):
+    """The cloud's broker cannot be reached or refused us; the message says which."""
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    device_id: str
+    broker_url: str  # mqtt://host:1883 or mqtts://host:8883
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    keepalive: int = 30
+
+    @classmethod
+    def from_file(cls, data: dict) -> LinkConfig:
+        return cls(device_id=data["device_id"], broker_url=data["broker_url"], username=data.get("username"),
+                   password=data.get("password"), ca_file=data.get("ca_file"))
+
+
+def _presence(state: str) -> bytes:
+    return messages.encode(messages.Presence(state=state, ts=datetime.now(UTC)))
+
+
+class MqttLink:
+    def __init__(self, config: LinkConfig) -> None:
+        self.config = config
+        url = urlparse(config.broker_url)
+        if url.scheme not in ("mqtt", "mqtts") or not url.hostname:
+            raise LinkError(f"broker URL must look like mqtt://host:1883 or mqtts://host:8883, "
+                            f"not {config.broker_url!r}")
+        self.host, self.port = url.hostname, url.port or (8883 if url.scheme == "mqtts" else 1883)
+        self.connected = threading.Event()
+        self.refused: str | None = None
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"voxfleet-{config.device_id}",
+                             clean_session=False, protocol=mqtt.MQTTv311)
+        if config.username:
+            client.username_pw_set(config.username, config.password)
+        if url.scheme == "mqtts":
+            client.tls_set(ca_certs=config.ca_file, cert_reqs=ssl.CERT_REQUIRED)
+        client.will_set(topic(config.device_id, Channel.PRESENCE), _presence("offline"), qos=1, retain=True)
+        client.reconnect_delay_set(MIN_BACKOFF, MAX_BACKOFF)
+        client.max_inflight_messages_set(20)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        self.client = client
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.refused = str(reason_code)
+            return
+        self.refused = None
+        client.publish(topic(self.config.device_id, Channel.PRESENCE), _presence("online"),
+                       qos=1, retain=True)
+        self.connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
+        client.reconnect_delay_set(random.uniform(MIN_BACKOFF, 2 * MIN_BACKOFF), MAX_BACKOFF)
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Connect (and keep reconnecting in the background); raises LinkError if not up in time."""
+        try:
+            self.client.connect_async(self.host, self.port, keepalive=self.config.keepalive)
+        except (OSError, ValueError) as exc:
+            raise LinkError(f"cannot reach the broker at {self.host}:{self.port}: {exc}") from exc
+        self.client.loop_start()
+        if not self.connected.wait(timeout):
+            reason = self.refused or "no answer"
+            self.client.loop_stop()
+            raise LinkError(f"could not connect to the broker at {self.host}:{self.port} "
+                            f"within {timeout:.0f}s ({reason})")
+
+    def publish(self, channel: Channel, payload: bytes, qos: int = 1, retain: bool = False):
+        return self.client.publish(topic(self.config.device_id, channel), payload, qos=qos, retain=retain)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Clean shutdown: a retained ``offline`` (the Last Will covers an unclean one)."""
+        if self.connected.is_set():
+            info = self.publish(Channel.PRESENCE, _presence("offline"), retain=True)
+            info.wait_for_publish(timeout)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def drain(store, link: MqttLink, batch_events: int = 500, ack_timeout: float = 15.0) -> int:
+    """Send the outbox in seq order, one QoS 1 batch in flight; delete only what the broker acked.
+
+    Returns the number of events delivered. Raises LinkError when the broker stops acknowledging;
+    whatever was not acknowledged stays in the outbox with its event ids, so a retry resends the
+    same events.
+    """
+    sent = 0
+    while True:
+        rows = store.peek(limit=batch_events, max_bytes=messages.MAX_MESSAGE_BYTES - 16 * 1024)
+        if not rows:
+            return sent
+        dropped = store.dropped_unreported()
+        # The stored payloads are already the events' JSON: join them rather than re-serialise.
+        events = ",".join(r.payload for r in rows)
+        body = f'{{"v":1,"kind":"event_batch","dropped":{dropped},"events":[{events}]}}'.encode()
+        info = link.publish(Channel.EVENTS, body)
+        try:
+            info.wait_for_publish(ack_timeout)
+        except RuntimeError as exc:  # paho: not connected / queue full
+            raise LinkError(f"publishing failed: {exc}") from exc
+        if not info.is_published():
+            raise LinkError(f"the broker did not acknowledge a batch within {ack_timeout:.0f}s")
+        store.ack([r.seq for r in rows], dropped_reported=dropped)
+        sent += len(rows)
+
+
+def load_link_config(path) -> LinkConfig:
+    try:
+        return LinkConfig.from_file(json.loads(open(path, encoding="utf-8").read()))
+    except FileNotFoundError as exc:
+        raise LinkError(f"this device is not paired: {path} does not exist") from exc
+    except (ValueError, KeyError) as exc:
+        raise LinkError(f"{path} is not a valid pairing record ({exc})") from exc
