@@ -67,8 +67,8 @@ SAMPLE_COMMANDS: tuple[SampleCommand, ...] = (
     SampleCommand("Stop.", "stop:global", espeak=True, piper=False),
     SampleCommand("What is your name?", f"{SKILL_INFO}:device.name.intent", ("voxfleet",), espeak=True),
     SampleCommand("What is your IP address?", f"{SKILL_INFO}:device.address.intent", ("address",)),
-    SampleCommand("What is your cloud status?", f"{SKILL_INFO}:device.cloud.intent", ("not paired",)),
-    SampleCommand("Are you connected to the cloud?", f"{SKILL_INFO}:device.cloud.intent", ("not paired",),
+    SampleCommand("What is your cloud status?", f"{SKILL_INFO}:device.cloud.intent", ("paired",)),
+    SampleCommand("Are you connected to the cloud?", f"{SKILL_INFO}:device.cloud.intent", ("paired",),
                   espeak=True, piper=False),
     SampleCommand("What is the airspeed velocity of an unladen swallow?", None, (), espeak=True),
 )

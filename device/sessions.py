@@ -39,6 +39,8 @@ _INTENT_TYPE = re.compile(r"^[\w.\-]+:[\w.\-]+$")
 _FALLBACK_TYPE = re.compile(r"^ovos\.skills\.fallback\.(?P<skill>[\w.\-]+)\.request$")
 # Matches that ovos-core's own pipelines produce: the stop service, and a skill taking a reply.
 _CORE_MATCH_TYPE = re.compile(r"^(stop:(global|skill)|converse:skill|[\w.\-]+\.converse\.get_response)$")
+# Sent by the agent when it opens an exchange: {"session_id": ..., "started_at": ...}.
+SESSION_ANNOUNCE = "voxfleet.session.started"
 # How long after the last sign of life an exchange is closed regardless (seconds).
 IDLE_TIMEOUT = 30.0
 
@@ -126,14 +128,17 @@ class VoiceSession:
 class SessionBuilder:
     """Feed ``BusEvent``s in order; collect finished ``VoiceSession``s from the return values."""
 
-    def __init__(self, new_id=lambda: uuid.uuid4().hex) -> None:
+    def __init__(self, new_id=lambda: uuid.uuid4().hex, on_start=None) -> None:
         self._open: dict[str, VoiceSession] = {}
         self._new_id = new_id
+        self._on_start = on_start
 
     def _start(self, event: BusEvent) -> tuple[VoiceSession, list[VoiceSession]]:
         closed = self._close(event.ovos_session)
         session = VoiceSession(self._new_id(), event.ovos_session, started_at=event.t, last_seen=event.t)
         self._open[event.ovos_session] = session
+        if self._on_start is not None:
+            self._on_start(session)
         return session, closed
 
     def _close(self, key: str) -> list[VoiceSession]:
@@ -166,6 +171,13 @@ class SessionBuilder:
             session, closed = self._start(event)
             done += closed
         if session is None:
+            return done
+        if kind == SESSION_ANNOUNCE:
+            # The device's agent names each exchange on the bus, so every listener (the CLI, the
+            # setup page) reports the same id the cloud will see.
+            announced = event.data.get("session_id")
+            if announced:
+                session.session_id = str(announced)
             return done
 
         session.last_seen = event.t

@@ -56,6 +56,8 @@ class ServiceSpec:
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("messagebus", ("ovos-messagebus",), None),
     ServiceSpec("volume", ("-m", "device.volume"), "voxfleet.volume.is_ready"),
+    # Before the voice services, so it hears every exchange from the first one.
+    ServiceSpec("agent", ("-m", "device.agent"), "voxfleet.agent.is_ready"),
     ServiceSpec("core", ("ovos-core",), "mycroft.skills.is_ready"),
     ServiceSpec("audio", ("ovos-audio",), "mycroft.audio.is_ready"),
     ServiceSpec("listener", ("ovos-dinkum-listener",), "mycroft.voice.is_ready"),

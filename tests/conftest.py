@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ class Stack:
     paths: object
     settings: object
     supervisor: object
+    device_id: str
 
     def listen(self, wavs: list[Path], timeout: float = 600) -> list[dict]:
         """Run `voxfleet device listen --json` against this stack, as a person or script would."""
@@ -51,10 +53,14 @@ def voice_stack(tmp_path_factory) -> Stack:
     paths = DevicePaths.at(tmp_path_factory.mktemp("device")).create()
     settings = DeviceSettings(bus_port=free_port(), timezone=os.environ.get("TZ_TEST", "UTC"))
     save_settings(paths.root, settings)
+    # Paired with the Mosquitto on this machine, as a device is after pairing with a cloud.
+    device_id = f"e2e-{uuid.uuid4().hex[:10]}"
+    (paths.root / "cloud.json").write_text(json.dumps({
+        "device_id": device_id, "broker_url": "mqtt://127.0.0.1:1883", "cloud": "http://127.0.0.1:8080"}))
     supervisor = Supervisor(paths, settings)
     supervisor.start()
     try:
-        yield Stack(paths, settings, supervisor)
+        yield Stack(paths, settings, supervisor, device_id)
     finally:
         supervisor.stop()
 

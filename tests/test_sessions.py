@@ -269,6 +269,22 @@ def test_scheduled_skill_event_is_not_taken_for_the_intent():
     assert s.answer == "The volume is at 70"
 
 
+def test_announced_id_is_adopted():
+    """The agent names each exchange on the bus; every other listener reports that same id."""
+    events = heard(0, "what time is it")
+    events.insert(1, ev(0.01, "voxfleet.session.started", {"session_id": "agent-chosen-id"}))
+    (s,) = build_sessions(events + answered(2.5))
+    assert s.session_id == "agent-chosen-id"
+
+
+def test_on_start_is_told_of_each_new_exchange():
+    started = []
+    builder = SessionBuilder(on_start=started.append)
+    for event in full_exchange(0) + full_exchange(10):
+        builder.feed(event)
+    assert len(started) == 2 and started[0].session_id != started[1].session_id
+
+
 def test_cancelled_utterance():
     events = heard(0, "what time is it, nevermind") + [
         ev(2.4, "mycroft.audio.play_sound", {"uri": "snd/cancel.mp3"}),

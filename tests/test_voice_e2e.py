@@ -52,6 +52,8 @@ def expected_answer(command: SampleCommand, heard_at: float, tz: str) -> list[st
         return [now.strftime("%A")]
     if command.intent and command.intent.endswith(("current_date.intent", "what.day.is.it.intent")):
         return [now.strftime("%B")]
+    if command.intent and command.intent.endswith("device.cloud.intent"):
+        return ["paired with 127.0.0.1"]  # the test device is paired with this machine's broker
     return list(command.answer_contains)
 
 
@@ -155,3 +157,44 @@ def test_answers_are_kept_and_stack_is_healthy(voice_stack, piper_results):
     assert voice_stack.supervisor.healthy(), voice_stack.supervisor.health()
     kept = list(voice_stack.paths.answers.glob("*.wav"))
     assert len(kept) >= len([c for c in PIPER_SET if c.intent != "stop:global"])
+
+
+def test_spoken_sessions_reach_the_broker(voice_stack, piper_voice, samples_dir, piper_results):
+    """The agent turns each exchange into events and delivers them over MQTT, usage included."""
+    from protocol import messages
+    from protocol.topics import Channel, topic
+    from tests.test_sync import Subscriber
+
+    sub = Subscriber(topic(voice_stack.device_id, Channel.EVENTS))
+    try:
+        commands = [c for c in PIPER_SET if c.text in ("What time is it?", "What is your name?")]
+        files = [samples.synthesize(piper_voice, c.text, samples_dir / "piper").path for c in commands]
+        reports = voice_stack.listen(files)
+        deadline = time.time() + 30
+        seen: list = []
+        while time.time() < deadline:
+            seen = [e for _, payload, _ in sub.messages for e in messages.decode(payload).events]
+            ended = {e.session_id for e in seen if e.type == "usage"}
+            if {r["session_id"] for r in reports} <= {s for s in ended}:
+                break
+            time.sleep(0.2)
+    finally:
+        sub.close()
+    assert len(reports) == 2
+    by_type: dict = {}
+    for e in seen:
+        by_type.setdefault(e.type, []).append(e)
+    transcripts = {e.transcript for e in by_type["utterance"]}
+    assert {r["transcript"] for r in reports} <= transcripts
+    intents = {f"{e.skill_id}:{e.intent}" for e in by_type["intent.matched"]}
+    assert {r["intent"] for r in reports} <= intents
+    usage = [e for e in by_type["usage"] if e.session_id in {r["session_id"] for r in reports}]
+    assert len(usage) == 2 and all(u.wake_words == 1 and u.intents_handled == 1 and u.stt_seconds > 0.5
+                                   and u.tts_characters > 5 for u in usage)
+    seqs = [e.seq for e in seen]
+    assert seqs == sorted(seqs) and len(set(e.event_id for e in seen)) == len(seen)
+    from device.store import Store
+
+    store = Store(voice_stack.paths.root / "store.db")
+    assert store.depth() == 0  # everything acknowledged by the broker left the outbox
+    assert len(store.recent_sessions(limit=500)) >= len(PIPER_SET)
