@@ -88,7 +88,7 @@ def run_config(tuning: str, voices: dict, work: Path, idle_seconds: float, round
                     for c in samples.commands_for(name)] for name, v in voices.items()}
     results: dict = {"tuning": tuning, "sessions": [],
                      "settings": settings.model_dump(include={"silence_end", "vad_threshold", "stt_model",
-                                                              "stt_beam_size"})}
+                                                              "stt_beam_size", "speculate_after"})}
     with Listener(paths, settings) as listener:
         time.sleep(5)  # let start-up work (skill loading, first inference) settle
         results["idle_cpu_percent_of_one_core"] = idle_cpu(listener.supervisor, idle_seconds)
@@ -176,9 +176,11 @@ def main() -> None:
     parser.add_argument("--silence-end", type=float, help="override for the voxfleet run (default 0.4 s)")
     parser.add_argument("--vad-threshold", type=float, help="override for the voxfleet run (default 0.3)")
     parser.add_argument("--stt-model", help="override for the voxfleet run (default tiny.en)")
+    parser.add_argument("--speculate-after", type=float, help="override for the voxfleet run (default 0.2 s)")
     args = parser.parse_args()
     overrides = {k: v for k, v in {"silence_end": args.silence_end, "vad_threshold": args.vad_threshold,
-                                   "stt_model": args.stt_model}.items() if v is not None}
+                                   "stt_model": args.stt_model,
+                                   "speculate_after": args.speculate_after}.items() if v is not None}
     voices = {}
     if "piper" in args.voices:
         voices["piper"] = samples.PiperVoice()

@@ -47,6 +47,8 @@ class DeviceSettings(BaseModel):
     confirm_listening: bool = False
     # Seconds of silence that end a command. OVOS's default is 0.7 s.
     silence_end: float = Field(default=0.4, ge=0.2, le=3.0)
+    # Seconds of silence after which whisper starts transcribing, before the listener is sure.
+    speculate_after: float = Field(default=0.2, ge=0.05, le=2.0)
     # Silero speech probability above which a chunk counts as speech (OVOS's default is 0.2).
     vad_threshold: float = Field(default=0.3, ge=0.05, le=0.95)
     bus_host: str = "127.0.0.1"
