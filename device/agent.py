@@ -17,10 +17,13 @@ from pathlib import Path
 
 from ovos_utils.log import LOG
 
+from device import heartbeat
 from device.events import session_events
 from device.link import LinkError, MqttLink, drain, load_link_config
 from device.sessions import SESSION_ANNOUNCE, BusEvent, SessionBuilder, VoiceSession
 from device.store import Store
+from protocol import messages
+from protocol.topics import Channel
 
 
 def bus_timings(s: VoiceSession) -> dict[str, float | None]:
@@ -91,8 +94,8 @@ class Agent:
         tmp.write_text(json.dumps(state))
         os.replace(tmp, target)
 
-    def sync_loop(self) -> None:
-        link, last_sync = None, None
+    def sync_loop(self, heartbeat_every: float = 30.0) -> None:
+        link, last_sync, last_beat = None, None, 0.0
         while not self.stop.is_set():
             try:
                 if link is None and (self.data_dir / "cloud.json").exists():
@@ -101,6 +104,10 @@ class Agent:
                 if link is not None and link.connected.is_set():
                     drain(self.store, link)
                     last_sync = time.time()
+                    if time.time() - last_beat >= heartbeat_every:
+                        link.publish(Channel.HEARTBEAT,
+                                     messages.encode(heartbeat.build(self.data_dir, self.store)), qos=0)
+                        last_beat = time.time()
             except LinkError as exc:
                 LOG.warning(f"sync: {exc}; events stay queued")
                 if link is not None and not link.connected.is_set():
