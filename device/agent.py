@@ -113,6 +113,8 @@ class Agent:
                 if link is not None and not link.connected.is_set():
                     link.client.loop_stop()
                     link = None
+            except Exception:  # a bad pairing file, a full disk: log it, keep recording, try again
+                LOG.exception("sync loop error; retrying")
             self.write_sync_state(last_sync)
             self.stop.wait(1.0)
         if link is not None:
