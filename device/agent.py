@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -115,7 +116,10 @@ class Agent:
                     link = None
             except Exception:  # a bad pairing file, a full disk: log it, keep recording, try again
                 LOG.exception("sync loop error; retrying")
-            self.write_sync_state(last_sync)
+            try:
+                self.write_sync_state(last_sync)
+            except (OSError, sqlite3.Error):
+                LOG.exception("cannot write run/sync.json")
             self.stop.wait(1.0)
         if link is not None:
             link.close()
