@@ -13,8 +13,10 @@ that batch has been acknowledged.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,6 +25,18 @@ from pathlib import Path
 import sqlite_utils
 
 DEFAULT_CAP_BYTES = 64 * 2**20
+
+
+def _locked(method):
+    """One SQLite connection is shared by the agent's threads (bus callbacks, sync loop); sqlite3
+    connections must not be used by two threads at once, so every public method takes the lock."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,7 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.cap_bytes = cap_bytes
+        self._lock = threading.RLock()
         conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
                                check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -74,6 +89,7 @@ class Store:
 
     # -- outbox -----------------------------------------------------------------------------------
 
+    @_locked
     def append(self, events: Iterable[dict]) -> list[int]:
         """Add events (dicts with event_id and type) atomically; returns the sequence numbers given.
 
@@ -119,6 +135,7 @@ class Store:
             self._set_meta("dropped_unreported", self._meta("dropped_unreported") + dropped)
             self._set_meta("dropped_total", self._meta("dropped_total") + dropped)
 
+    @_locked
     def peek(self, limit: int = 500, max_bytes: int = 200 * 1024) -> list[OutboxRow]:
         """The oldest queued events, in seq order, up to a count and a payload size."""
         rows, size = [], 0
@@ -130,6 +147,7 @@ class Store:
             size += len(payload)
         return rows
 
+    @_locked
     def ack(self, seqs: Iterable[int], dropped_reported: int = 0) -> None:
         """The broker acknowledged these events (QoS 1 PUBACK): now, and only now, they go."""
         seqs = list(seqs)
@@ -143,30 +161,37 @@ class Store:
                                max(0, self._meta("dropped_unreported") - dropped_reported))
             self._set_meta("last_ack", time.time())
 
+    @_locked
     def depth(self) -> int:
         return self.db.execute("SELECT count(*) FROM outbox").fetchone()[0]
 
+    @_locked
     def outbox_bytes(self) -> int:
         return self.db.execute("SELECT coalesce(sum(bytes), 0) FROM outbox").fetchone()[0]
 
+    @_locked
     def oldest_age(self) -> float | None:
         row = self.db.execute("SELECT min(created) FROM outbox").fetchone()
         return None if row[0] is None else max(0.0, time.time() - row[0])
 
+    @_locked
     def dropped_unreported(self) -> int:
         return self._meta("dropped_unreported")
 
+    @_locked
     def dropped_total(self) -> int:
         return self._meta("dropped_total")
 
     # -- local history ------------------------------------------------------------------------------
 
+    @_locked
     def record_session(self, session: dict) -> None:
         row = {k: session.get(k) for k in ("session_id", "started_at", "wake_word", "transcript", "intent",
                                           "answer", "end_state")}
         row["timings"] = json.dumps(session.get("timings_ms") or {})
         self.db["sessions"].upsert(row, pk="session_id")
 
+    @_locked
     def recent_sessions(self, limit: int = 50) -> list[dict]:
         rows = self.db.execute_returning_dicts(
             "SELECT * FROM sessions ORDER BY started_at DESC LIMIT ?", [limit])
@@ -174,14 +199,17 @@ class Store:
             row["timings_ms"] = json.loads(row.pop("timings") or "{}")
         return rows
 
+    @_locked
     def prune_sessions(self, older_than_days: float) -> int:
         cutoff = time.time() - older_than_days * 86400
         with self.db.conn:
             cursor = self.db.execute("DELETE FROM sessions WHERE started_at < ?", [cutoff])
         return cursor.rowcount
 
+    @_locked
     def integrity_ok(self) -> bool:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
+    @_locked
     def close(self) -> None:
         self.db.conn.close()
