@@ -41,6 +41,8 @@ _FALLBACK_TYPE = re.compile(r"^ovos\.skills\.fallback\.(?P<skill>[\w.\-]+)\.requ
 _CORE_MATCH_TYPE = re.compile(r"^(stop:(global|skill)|converse:skill|[\w.\-]+\.converse\.get_response)$")
 # Sent by the agent when it opens an exchange: {"session_id": ..., "started_at": ...}.
 SESSION_ANNOUNCE = "voxfleet.session.started"
+# The listener sends record_begin and the wake word from different threads; either may come first.
+WAKE_RECORD_SKEW = 2.0
 # How long after the last sign of life an exchange is closed regardless (seconds).
 IDLE_TIMEOUT = 30.0
 
@@ -156,8 +158,11 @@ class SessionBuilder:
         kind = event.type
 
         if kind == "recognizer_loop:wakeword":
-            session, closed = self._start(event)
-            done += closed
+            if not (session is not None and session.wake_word is None and session.transcript is None
+                    and event.t - session.started_at < WAKE_RECORD_SKEW):
+                session, closed = self._start(event)
+                done += closed
+            # else: the listener's record_begin overtook its own wake word message; same exchange
             session.wake_word = event.data.get("key_phrase") or event.data.get("wakeword")
             session.wake_at = event.t
         elif kind == "recognizer_loop:record_begin":

@@ -269,6 +269,15 @@ def test_scheduled_skill_event_is_not_taken_for_the_intent():
     assert s.answer == "The volume is at 70"
 
 
+def test_record_begin_before_wake_word_is_one_exchange():
+    """The listener emits them from different threads; seen reversed, they must not make a phantom."""
+    events = heard(0, "what time is it")
+    events[0], events[1] = events[1], events[0]  # record_begin first
+    sessions = build_sessions(events + answered(2.5))
+    assert len(sessions) == 1
+    assert sessions[0].wake_word == "hey_jarvis" and sessions[0].transcript == "what time is it"
+
+
 def test_announced_id_is_adopted():
     """The agent names each exchange on the bus; every other listener reports that same id."""
     events = heard(0, "what time is it")
