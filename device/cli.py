@@ -154,7 +154,10 @@ def _print_table(reports) -> None:
     for r in reports:
         table.add_row(Path(r.file).name, r.transcript or "-", r.intent or "-", r.answer or "-",
                       str(r.timings_ms.get("end_of_speech_to_first_audio") or "-"))
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)  # piped or logged: do not squeeze the table into 80 columns
+    console.print(table)
     if not reports:
         click.echo("no voice sessions (no wake word heard)")
 
