@@ -21,7 +21,7 @@ from ovos_utils.log import LOG
 from device import heartbeat
 from device.events import session_events
 from device.link import LinkError, MqttLink, drain, load_link_config
-from device.sessions import SESSION_ANNOUNCE, BusEvent, SessionBuilder, VoiceSession
+from device.sessions import SESSION_ANNOUNCE, BusEvent, SessionBuilder, VoiceSession, ms_between
 from device.store import Store
 from protocol import messages
 from protocol.topics import Channel
@@ -29,9 +29,7 @@ from protocol.topics import Channel
 
 def bus_timings(s: VoiceSession) -> dict[str, float | None]:
     """Stage timings the bus alone can tell (the audio itself is not visible here)."""
-    def ms(a: float | None, b: float | None) -> float | None:
-        return None if a is None or b is None else round((a - b) * 1000.0, 1)
-
+    ms = ms_between
     return {
         "record_end_to_transcript": ms(s.utterance_at, s.record_end_at),
         "transcript_to_intent": ms(s.matched_at, s.utterance_at),

@@ -113,7 +113,7 @@ def listen(wavs, as_json, data_dir, **overrides) -> None:
     the duration of the command. A file with no wake word in it gives no session.
     """
     from device.audio import AudioError, load_wav
-    from device.listen import Listener, running_stack
+    from device.listen import running_stack
     from device.models import ModelNotFound
     from device.supervisor import StackError
 
@@ -126,22 +126,37 @@ def listen(wavs, as_json, data_dir, **overrides) -> None:
     paths, settings = _load(data_dir, **overrides)
     if running_stack(paths) and any(v is not None for v in overrides.values()):
         _say("note: a stack is already running on this data folder; its settings apply, not these options")
-    reports = []
     try:
-        with _stdout_for_results() as out, \
-                Listener(paths, settings, on_event=None if as_json else _say) as listener:
-            for wav in wavs:
-                for report in listener.listen(wav):
-                    reports.append(report)
-                    if as_json:
-                        out.write(json.dumps(report.to_dict()) + "\n")
-                        out.flush()
+        with _stdout_for_results() as out:
+            reports = _play(paths, settings, [(Path(w), None) for w in wavs], as_json, out,
+                            on_event=None if as_json else _say)
     except AudioError as exc:
         _fail(str(exc), code=2)
     except (StackError, ModelNotFound) as exc:
         _fail(str(exc))
     if not as_json:
         _print_table(reports)
+
+
+def _play(paths, settings, files, as_json: bool, out, on_event=None, narrate: bool = False) -> list:
+    """Play (path, spoken text or None) pairs through the stack; write JSON lines or narrate."""
+    from device.listen import Listener
+
+    reports = []
+    with Listener(paths, settings, on_event=on_event) as listener:
+        for path, text in files:
+            if narrate:
+                _say(f"playing: hey {settings.wake_word.split('_')[-1]}, {text}")
+            for report in listener.listen(path):
+                reports.append(report)
+                if as_json:
+                    out.write(json.dumps(report.to_dict()) + "\n")
+                    out.flush()
+                elif narrate:
+                    t = report.timings_ms
+                    _say(f"  heard {report.transcript!r} -> {report.intent or 'no intent'} -> "
+                         f"{report.answer!r} ({t.get('end_of_speech_to_first_audio')} ms to answer)")
+    return reports
 
 
 def _print_table(reports) -> None:
@@ -270,7 +285,6 @@ def samples_cmd(out, voice, wake_word) -> None:
 def demo(voice, as_json, data_dir, **overrides) -> None:
     """Start the stack, speak every sample command to it, and print what it answered."""
     from device import samples
-    from device.listen import Listener
     from device.models import ModelNotFound
     from device.supervisor import StackError
 
@@ -281,20 +295,9 @@ def demo(voice, as_json, data_dir, **overrides) -> None:
         _say(f"speaking {len(commands)} sample commands with {speaker.name}")
         files = [samples.synthesize(speaker, c.text, paths.root / "samples" / voice,
                                     wake_word=settings.wake_word) for c in commands]
-        reports = []
         try:
-            with Listener(paths, settings, on_event=_say) as listener:
-                for sample in files:
-                    _say(f"playing: hey {settings.wake_word.split('_')[-1]}, {sample.text}")
-                    for report in listener.listen(sample.path):
-                        reports.append(report)
-                        if as_json:
-                            out.write(json.dumps(report.to_dict()) + "\n")
-                            out.flush()
-                        else:
-                            t = report.timings_ms
-                            _say(f"  heard {report.transcript!r} -> {report.intent or 'no intent'} -> "
-                                 f"{report.answer!r} ({t.get('end_of_speech_to_first_audio')} ms to answer)")
+            reports = _play(paths, settings, [(f.path, f.text) for f in files], as_json, out,
+                            on_event=_say, narrate=True)
         except (StackError, ModelNotFound) as exc:
             _fail(str(exc))
     if not as_json:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from device import audio, samples
 from device.paths import DevicePaths
-from device.sessions import BusEvent, SessionBuilder, VoiceSession
+from device.sessions import BusEvent, SessionBuilder, VoiceSession, ms_between
 from device.settings import DeviceSettings
 from device.supervisor import StackError, Supervisor, bus_is_up
 
@@ -127,12 +127,6 @@ def _read_jsonl(path: Path) -> list[dict]:
     return out
 
 
-def _ms(later: float | None, earlier: float | None) -> float | None:
-    if later is None or earlier is None:
-        return None
-    return round((later - earlier) * 1000.0, 1)
-
-
 class Listener:
     """Owns (or borrows) a running stack and plays files into it one at a time."""
 
@@ -232,13 +226,13 @@ class Listener:
         if first_audio is None:
             first_audio = s.audio_start_at
         timings = {
-            "wake_detect": _ms(s.wake_at, wake_end),
-            "end_of_speech_to_transcript": _ms(s.utterance_at, speech_end),
-            "transcript_to_intent": _ms(s.matched_at, s.utterance_at),
-            "intent_to_answer": _ms(s.speak_at, s.matched_at),
-            "answer_to_first_audio": _ms(first_audio, s.speak_at),
-            "end_of_speech_to_first_audio": _ms(first_audio, speech_end),
-            "end_of_speech_to_record_end": _ms(s.record_end_at, speech_end),
+            "wake_detect": ms_between(s.wake_at, wake_end),
+            "end_of_speech_to_transcript": ms_between(s.utterance_at, speech_end),
+            "transcript_to_intent": ms_between(s.matched_at, s.utterance_at),
+            "intent_to_answer": ms_between(s.speak_at, s.matched_at),
+            "answer_to_first_audio": ms_between(first_audio, s.speak_at),
+            "end_of_speech_to_first_audio": ms_between(first_audio, speech_end),
+            "end_of_speech_to_record_end": ms_between(s.record_end_at, speech_end),
         }
         return SessionReport(
             file=str(path), session_id=s.session_id, ovos_session_id=s.ovos_session_id,

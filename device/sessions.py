@@ -47,6 +47,13 @@ WAKE_RECORD_SKEW = 2.0
 IDLE_TIMEOUT = 30.0
 
 
+def ms_between(later: float | None, earlier: float | None) -> float | None:
+    """Milliseconds from one moment to another, or None when either is unknown."""
+    if later is None or earlier is None:
+        return None
+    return round((later - earlier) * 1000.0, 1)
+
+
 @dataclass(frozen=True)
 class BusEvent:
     """A bus message as received: ``t`` is the receiver's wall clock (seconds since the epoch)."""
