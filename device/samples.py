@@ -13,7 +13,6 @@ import hashlib
 import json
 import shutil
 import subprocess
-import wave
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -204,8 +203,4 @@ def sidecar_for(path: Path) -> dict | None:
 
 
 def write_wav(path: Path, pcm: audio.Pcm) -> None:
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(audio.SAMPLE_RATE)
-        wav.writeframes(pcm.to_bytes())
+    Path(path).write_bytes(pcm.to_wav())
