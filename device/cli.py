@@ -89,7 +89,7 @@ def run(data_dir, **overrides) -> None:
     from device.supervisor import StackError, Supervisor
 
     paths, settings = _load(data_dir, **overrides)
-    supervisor = Supervisor(paths, settings, on_event=_say)
+    supervisor = Supervisor(paths, settings, on_event=_say, overrides=overrides)
     try:
         supervisor.start()
     except (StackError, ModelNotFound) as exc:

@@ -19,6 +19,7 @@ from device import models
 from device.offline import force_offline
 from device.paths import DevicePaths
 from device.settings import DeviceSettings
+from device.skill_catalog import disabled_skills
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,6 +84,7 @@ def render(settings: DeviceSettings, paths: DevicePaths) -> dict:
         },
         play_wav=play_wav,
         play_mp3=play_mp3,
+        disabled_skills=disabled_skills(settings.enabled_skills),
     )
     return json.loads(text)
 

@@ -49,7 +49,7 @@ def service_states(data_dir: Path) -> dict[str, str]:
             for name, info in health.get("services", {}).items()}
 
 
-def build(data_dir: Path, store) -> messages.Heartbeat:
+def build(data_dir: Path, store, outbox_full: bool = False) -> messages.Heartbeat:
     disk = psutil.disk_usage(str(data_dir))
     return messages.Heartbeat(
         ts=datetime.now(UTC),
@@ -60,6 +60,8 @@ def build(data_dir: Path, store) -> messages.Heartbeat:
         temperature_c=temperature_c(),
         outbox_depth=store.depth(),
         oldest_queued_age_s=store.oldest_age(),
+        outbox_dropped_total=store.dropped_total(),
+        outbox_full=outbox_full,
         versions=versions(),
         services=service_states(data_dir),
     )

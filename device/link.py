@@ -4,14 +4,21 @@ Persistent session (``clean_session=False``), per-device credentials, TLS for ``
 presence as a retained message with a Last Will saying ``offline``, and reconnects with capped
 exponential backoff (paho's) plus jitter (ours: the base delay is re-drawn after every drop, so a
 fleet that lost its broker does not come back in lock-step).
+
+The same connection receives the down channels (desired configuration, commands). Their payloads
+go to ``on_down(channel, payload)`` untouched: the agent validates them, because a bad message
+from the cloud must be logged and answered, never crash the network thread.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import random
 import ssl
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlparse
@@ -19,7 +26,7 @@ from urllib.parse import urlparse
 import paho.mqtt.client as mqtt
 
 from protocol import messages
-from protocol.topics import Channel, topic
+from protocol.topics import Channel, TopicError, parse, topic
 
 MIN_BACKOFF, MAX_BACKOFF = 1.0, 60.0
 
@@ -47,9 +54,14 @@ def _presence(state: str) -> bytes:
     return messages.encode(messages.Presence(state=state, ts=datetime.now(UTC)))
 
 
+DOWN_CHANNELS = (Channel.DESIRED_CONFIG, Channel.COMMANDS)
+
+
 class MqttLink:
-    def __init__(self, config: LinkConfig) -> None:
+    def __init__(self, config: LinkConfig,
+                 on_down: Callable[[Channel, bytes], None] | None = None) -> None:
         self.config = config
+        self.on_down = on_down
         url = urlparse(config.broker_url)
         if url.scheme not in ("mqtt", "mqtts") or not url.hostname:
             raise LinkError(f"broker URL must look like mqtt://host:1883 or mqtts://host:8883, "
@@ -57,8 +69,10 @@ class MqttLink:
         self.host, self.port = url.hostname, url.port or (8883 if url.scheme == "mqtts" else 1883)
         self.connected = threading.Event()
         self.refused: str | None = None
+        # manual_ack: a command is acknowledged to the broker only once the agent has recorded it,
+        # so one that arrives as the agent dies is delivered again rather than lost.
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"voxfleet-{config.device_id}",
-                             clean_session=False, protocol=mqtt.MQTTv311)
+                             clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True)
         if config.username:
             client.username_pw_set(config.username, config.password)
         if url.scheme == "mqtts":
@@ -68,6 +82,7 @@ class MqttLink:
         client.max_inflight_messages_set(20)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
         self.client = client
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -77,19 +92,40 @@ class MqttLink:
         self.refused = None
         client.publish(topic(self.config.device_id, Channel.PRESENCE), _presence("online"),
                        qos=1, retain=True)
+        if self.on_down is not None:
+            # The persistent session keeps these across reconnects; asking again costs nothing
+            # and covers a broker that lost its sessions.
+            client.subscribe([(topic(self.config.device_id, c), 1) for c in DOWN_CHANNELS])
         self.connected.set()
+
+    def _on_message(self, client, userdata, message) -> None:
+        try:
+            parsed = parse(message.topic)
+            if parsed.device_id == self.config.device_id and parsed.channel in DOWN_CHANNELS:
+                self.on_down(parsed.channel, message.payload)
+        except TopicError:
+            pass
+        except Exception:  # never let one message stop the network loop (nor come back for ever)
+            logging.getLogger(__name__).exception("handling a message from the cloud failed")
+        finally:
+            if message.qos:
+                client.ack(message.mid, message.qos)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
         client.reconnect_delay_set(random.uniform(MIN_BACKOFF, 2 * MIN_BACKOFF), MAX_BACKOFF)
 
-    def start(self, timeout: float = 10.0) -> None:
-        """Connect (and keep reconnecting in the background); raises LinkError if not up in time."""
+    def begin(self) -> None:
+        """Start connecting in the background; paho keeps retrying (with our backoff) until closed."""
         try:
             self.client.connect_async(self.host, self.port, keepalive=self.config.keepalive)
         except (OSError, ValueError) as exc:
             raise LinkError(f"cannot reach the broker at {self.host}:{self.port}: {exc}") from exc
         self.client.loop_start()
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Connect (and keep reconnecting in the background); raises LinkError if not up in time."""
+        self.begin()
         if not self.connected.wait(timeout):
             reason = self.refused or "no answer"
             self.client.loop_stop()
@@ -108,17 +144,23 @@ class MqttLink:
         self.client.loop_stop()
 
 
-def drain(store, link: MqttLink, batch_events: int = 500, ack_timeout: float = 15.0) -> int:
+def drain(store, link: MqttLink, batch_events: int = 500, ack_timeout: float = 15.0,
+          max_age: float = 0.0) -> int:
     """Send the outbox in seq order, one QoS 1 batch in flight; delete only what the broker acked.
 
-    Returns the number of events delivered. Raises LinkError when the broker stops acknowledging;
-    whatever was not acknowledged stays in the outbox with its event ids, so a retry resends the
-    same events.
+    A batch goes when it is full (``batch_events`` or the size limit) or when its oldest event has
+    waited ``max_age`` seconds; a partial batch of younger events waits for company. Returns the
+    number of events delivered. Raises LinkError when the broker stops acknowledging; whatever
+    was not acknowledged stays in the outbox with its event ids, so a retry resends the same events.
     """
     sent = 0
+    max_bytes = messages.MAX_MESSAGE_BYTES - 16 * 1024
     while True:
-        rows = store.peek(limit=batch_events, max_bytes=messages.MAX_MESSAGE_BYTES - 16 * 1024)
+        rows = store.peek(limit=batch_events, max_bytes=max_bytes)
         if not rows:
+            return sent
+        full = len(rows) >= batch_events or sum(len(r.payload) for r in rows) > max_bytes // 2
+        if not full and time.time() - rows[0].created < max_age:
             return sent
         dropped = store.dropped_unreported()
         # The stored payloads are already the events' JSON: join them rather than re-serialise.

@@ -276,6 +276,12 @@ class SessionBuilder:
         """Close everything still open (end of input)."""
         return [s for k in list(self._open) for s in self._close(k)]
 
+    def cancel_all(self) -> list[VoiceSession]:
+        """End every open exchange as cancelled (the cloud's end-session command)."""
+        for session in self._open.values():
+            session.cancelled = True
+        return self.flush()
+
     def open_sessions(self) -> list[VoiceSession]:
         return list(self._open.values())
 

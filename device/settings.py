@@ -1,8 +1,16 @@
-"""What a person (or, later, the cloud) chooses for a device, validated in one place.
+"""What a person and the cloud choose for a device, validated in one place.
 
-Settings live in ``DATA_DIR/settings.json``. ``mycroft.conf`` is generated from them and is never
-edited by hand: that keeps the OVOS configuration reproducible and lets a bad value be refused
-with a clear message before any service sees it.
+Three layers, later ones winning for the fields they set:
+
+1. ``DATA_DIR/settings.json``: the device's own choices (the setup page, a person with an editor);
+2. ``DATA_DIR/managed.json``: the cloud's desired configuration the agent last applied. The cloud
+   wins for every field it sets; a field it leaves out stays under local control, and the setup
+   page shows managed fields as "managed by the cloud" instead of fighting over them;
+3. command-line options of one ``voxfleet device`` run (for development and tests).
+
+``mycroft.conf`` is generated from the result and is never edited by hand: that keeps the OVOS
+configuration reproducible and lets a bad value be refused with a clear message before any
+service sees it.
 """
 
 from __future__ import annotations
@@ -56,6 +64,8 @@ class DeviceSettings(BaseModel):
     # "stock" keeps OVOS's own listener and intent settings: the benchmark's baseline.
     tuning: Tuning = "voxfleet"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Skill ids that may run; None runs every installed skill.
+    enabled_skills: list[str] | None = None
 
     @field_validator("wake_word", "stt_model", "tts_voice")
     @classmethod
@@ -88,23 +98,58 @@ def settings_path(data_dir: Path) -> Path:
     return Path(data_dir) / "settings.json"
 
 
-def load_settings(data_dir: Path, **overrides: object) -> DeviceSettings:
-    """Settings from ``settings.json`` (if any), with ``overrides`` (from the CLI) on top."""
-    path = settings_path(data_dir)
-    stored: dict = {}
-    if path.exists():
-        try:
-            stored = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise SettingsError(f"{path} is not valid JSON ({exc}); fix or delete it") from exc
-    stored.update({k: v for k, v in overrides.items() if v is not None})
+def managed_path(data_dir: Path) -> Path:
+    return Path(data_dir) / "managed.json"
+
+
+def _read_json(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"{path} is not valid JSON ({exc}); fix or delete it") from exc
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path} must hold a JSON object")
+    return data
+
+
+def local_settings(data_dir: Path) -> dict:
+    """The device's own choices, as stored (not validated)."""
+    return _read_json(settings_path(data_dir))
+
+
+def managed_settings(data_dir: Path) -> tuple[int | None, dict]:
+    """The cloud's applied desired configuration: (version, fields it manages)."""
+    data = _read_json(managed_path(data_dir))
+    return data.get("version"), dict(data.get("config") or {})
+
+
+def build_settings(stored: dict, where: Path | str = "settings") -> DeviceSettings:
     try:
         return DeviceSettings(**stored)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
         )
-        raise SettingsError(f"invalid device settings ({path}): {problems}") from exc
+        raise SettingsError(f"invalid device settings ({where}): {problems}") from exc
+
+
+def load_settings(data_dir: Path, **overrides: object) -> DeviceSettings:
+    """The effective settings: ``settings.json``, the cloud's managed fields, then ``overrides``."""
+    stored = local_settings(data_dir)
+    stored.update(managed_settings(data_dir)[1])
+    stored.update({k: v for k, v in overrides.items() if v is not None})
+    return build_settings(stored, settings_path(data_dir))
+
+
+def save_managed(data_dir: Path, version: int, config: dict) -> None:
+    """Record the cloud configuration now in force (atomically: a power cut keeps old or new)."""
+    path = managed_path(data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"version": version, "config": config}, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def save_settings(data_dir: Path, settings: DeviceSettings) -> None:

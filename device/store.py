@@ -9,6 +9,13 @@ dropped first; ``usage`` events are never dropped, because they are what a tenan
 even if that means the outbox grows past its cap while a device is offline for a long time. How many
 events were dropped is counted and reported to the cloud with the next batch, and only cleared once
 that batch has been acknowledged.
+
+A full disk is the same policy by other means: when SQLite reports ``SQLITE_FULL``, the oldest
+detail events are evicted (and counted) to make room, and the write is tried again; if there is
+still no room, ``OutboxFull`` tells the agent to hold the events in memory and retry.
+
+Commands from the cloud are recorded here too (``commands``): a command redelivered after a crash
+is recognised and never run twice, and its one result waits here until the broker acknowledged it.
 """
 
 from __future__ import annotations
@@ -25,6 +32,15 @@ from pathlib import Path
 import sqlite_utils
 
 DEFAULT_CAP_BYTES = 64 * 2**20
+SQLITE_FULL = 13
+
+
+class OutboxFull(RuntimeError):
+    """No room on the disk for these events, even after evicting detail events."""
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL or "full" in str(exc).lower()
 
 
 def _locked(method):
@@ -76,6 +92,9 @@ class Store:
                                    "transcript": str, "intent": str, "answer": str, "end_state": str,
                                    "timings": str}, pk="session_id")
             db["sessions"].create_index(["started_at"])
+        if "commands" not in db.table_names():
+            db["commands"].create({"command_id": str, "action": str, "state": str, "result": str,
+                                   "published": int, "received": float}, pk="command_id")
 
     # -- counters ---------------------------------------------------------------------------------
 
@@ -94,8 +113,24 @@ class Store:
         """Add events (dicts with event_id and type) atomically; returns the sequence numbers given.
 
         The per-device ``seq`` is assigned here, inside the same transaction, so it is monotonic
-        across restarts and never reused.
+        across restarts and never reused. Raises OutboxFull when the disk has no room left.
         """
+        events = list(events)
+        try:
+            return self._append(events)
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
+                raise
+        evicted = self._evict_for_room(sum(len(json.dumps(e, default=str)) for e in events))
+        try:
+            return self._append(events)
+        except sqlite3.OperationalError as exc:
+            if _is_full(exc):
+                raise OutboxFull(f"the disk holding {self.path} is full ({evicted} detail events "
+                                 f"evicted, still no room for {len(events)} events)") from exc
+            raise
+
+    def _append(self, events: list[dict]) -> list[int]:
         seqs: list[int] = []
         with self.db.conn:  # one transaction: all or nothing
             self.db.execute("BEGIN IMMEDIATE")
@@ -114,6 +149,27 @@ class Store:
             self._set_meta("next_seq", next_seq)
             self._enforce_cap()
         return seqs
+
+    def _evict_for_room(self, needed: int) -> int:
+        """The disk is full: drop the oldest detail events, at least 4x what is needed or 1/4 of them.
+
+        Deleting needs a little room itself (the WAL grows before it shrinks), so the cap is lowered
+        for the rest of this process too: the outbox will not grow back into a full disk.
+        """
+        total = self.outbox_bytes()
+        target = max(0, min(total - 4 * needed, int(total * 0.75)))
+        self.cap_bytes = min(self.cap_bytes, max(target, 1))
+        try:
+            before = self._meta("dropped_total")
+            with self.db.conn:
+                self.db.execute("BEGIN IMMEDIATE")
+                self._enforce_cap()
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return self._meta("dropped_total") - before
+        except sqlite3.OperationalError as exc:
+            if _is_full(exc):
+                return 0
+            raise
 
     def _enforce_cap(self) -> None:
         total = self.outbox_bytes()
@@ -204,6 +260,44 @@ class Store:
         cutoff = time.time() - older_than_days * 86400
         with self.db.conn:
             cursor = self.db.execute("DELETE FROM sessions WHERE started_at < ?", [cutoff])
+        return cursor.rowcount
+
+    # -- commands from the cloud ---------------------------------------------------------------------
+
+    @_locked
+    def command_seen(self, command_id: str) -> dict | None:
+        rows = self.db.execute_returning_dicts("SELECT * FROM commands WHERE command_id = ?", [command_id])
+        return rows[0] if rows else None
+
+    @_locked
+    def begin_command(self, command_id: str, action: str) -> None:
+        """Recorded before it runs: if the agent dies mid-command, the redelivery is recognised."""
+        with self.db.conn:
+            self.db.execute("INSERT INTO commands(command_id, action, state, result, published, received) "
+                            "VALUES(?, ?, 'running', NULL, 0, ?)", [command_id, action, time.time()])
+
+    @_locked
+    def finish_command(self, command_id: str, result: str) -> None:
+        with self.db.conn:
+            self.db.execute("UPDATE commands SET state = 'done', result = ? WHERE command_id = ?",
+                            [result, command_id])
+
+    @_locked
+    def unpublished_results(self) -> list[tuple[str, str]]:
+        return [tuple(row) for row in self.db.execute(
+            "SELECT command_id, result FROM commands WHERE state = 'done' AND published = 0 "
+            "ORDER BY received")]
+
+    @_locked
+    def result_published(self, command_id: str) -> None:
+        with self.db.conn:
+            self.db.execute("UPDATE commands SET published = 1 WHERE command_id = ?", [command_id])
+
+    @_locked
+    def prune_commands(self, older_than_days: float = 7.0) -> int:
+        cutoff = time.time() - older_than_days * 86400
+        with self.db.conn:
+            cursor = self.db.execute("DELETE FROM commands WHERE received < ? AND published = 1", [cutoff])
         return cursor.rowcount
 
     @_locked

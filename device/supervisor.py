@@ -24,12 +24,15 @@ from pathlib import Path
 
 from device.config import service_env, write_config
 from device.paths import DevicePaths
-from device.settings import DeviceSettings
+from device.settings import DeviceSettings, SettingsError, load_settings
 
 STOP_GRACE_SECONDS = 10.0
 MAX_RESTARTS = 5  # within RESTART_WINDOW; then the service is marked failed
 RESTART_WINDOW = 300.0
 LOG_ROTATE_BYTES = 20 * 2**20
+# Asked on the bus by the agent after it changed the configuration (desired config, reload):
+# {"services": [...]} -> the supervisor re-renders mycroft.conf and restarts only those services.
+RESTART_REQUEST = "voxfleet.services.restart"
 
 
 class StackError(RuntimeError):
@@ -108,9 +111,12 @@ class ServiceState:
 class Supervisor:
     def __init__(self, paths: DevicePaths, settings: DeviceSettings,
                  services: tuple[ServiceSpec, ...] = SERVICES,
-                 on_event: Callable[[str], None] | None = None) -> None:
+                 on_event: Callable[[str], None] | None = None,
+                 overrides: dict | None = None) -> None:
         self.paths = paths
         self.settings = settings
+        self.overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+        self._restart_lock = threading.Lock()
         self.services = {spec.name: ServiceState(spec) for spec in services}
         self.on_event = on_event or (lambda text: None)
         self._stopping = threading.Event()
@@ -191,6 +197,7 @@ class Supervisor:
         from ovos_bus_client import MessageBusClient
 
         self._bus = MessageBusClient(host=self.settings.bus_host, port=self.settings.bus_port)
+        self._bus.on(RESTART_REQUEST, self._on_restart_request)
         self._bus.run_in_thread()
         self._bus.connected_event.wait(10)
 
@@ -221,28 +228,40 @@ class Supervisor:
     def _watch(self) -> None:
         while not self._stopping.wait(1.0):
             for svc in self.services.values():
-                if svc.state in ("failed", "stopped") or svc.process is None:
+                # A restart asked for on the bus holds this lock: its exits are not crashes.
+                with self._restart_lock:
+                    delay = self._note_exit(svc)
+                if delay is None:
                     continue
-                code = svc.process.poll()
-                if code is None:
-                    continue
-                svc.last_exit = code
-                now = time.monotonic()
-                svc.restarts = [t for t in svc.restarts if now - t < RESTART_WINDOW]
-                if len(svc.restarts) >= MAX_RESTARTS:
-                    svc.state = "failed"
-                    self.on_event(f"{svc.spec.name} keeps crashing (exit {code}); giving up. See "
-                                  f"{self.paths.logs / svc.spec.log_file}")
-                    continue
-                delay = min(30.0, 2.0 ** len(svc.restarts))
-                svc.state = "restarting"
-                self.on_event(f"{svc.spec.name} exited with code {code}; restarting in {delay:.0f}s")
-                svc.restarts.append(now)
                 if self._stopping.wait(delay):
                     return
-                self._spawn(svc)
+                with self._restart_lock:
+                    if svc.state != "restarting":  # restarted on request meanwhile
+                        continue
+                    self._spawn(svc)
                 threading.Thread(target=self._mark_ready_when_ready, args=(svc,), daemon=True).start()
             self._write_health()
+
+    def _note_exit(self, svc: ServiceState) -> float | None:
+        """Seconds to wait before restarting a service that exited; None when it runs (or gave up)."""
+        if svc.state in ("failed", "stopped", "restarting") or svc.process is None:
+            return None
+        code = svc.process.poll()
+        if code is None:
+            return None
+        svc.last_exit = code
+        now = time.monotonic()
+        svc.restarts = [t for t in svc.restarts if now - t < RESTART_WINDOW]
+        if len(svc.restarts) >= MAX_RESTARTS:
+            svc.state = "failed"
+            self.on_event(f"{svc.spec.name} keeps crashing (exit {code}); giving up. See "
+                          f"{self.paths.logs / svc.spec.log_file}")
+            return None
+        delay = min(30.0, 2.0 ** len(svc.restarts))
+        svc.state = "restarting"
+        self.on_event(f"{svc.spec.name} exited with code {code}; restarting in {delay:.0f}s")
+        svc.restarts.append(now)
+        return delay
 
     def _mark_ready_when_ready(self, svc: ServiceState) -> None:
         deadline = time.monotonic() + 180
@@ -257,6 +276,57 @@ class Supervisor:
             except Exception:  # the bus itself may be restarting
                 pass
             time.sleep(0.5)
+
+    # -- restart on request --------------------------------------------------------------------------
+
+    def _on_restart_request(self, message) -> None:
+        names = [str(n) for n in message.data.get("services") or []]
+        try:
+            self.restart(names)
+            reply = {"ok": True, "restarted": names}
+        except (StackError, SettingsError) as exc:
+            reply = {"ok": False, "restarted": [], "error": str(exc)}
+        except Exception as exc:  # the agent must get an answer whatever happened
+            reply = {"ok": False, "restarted": [], "error": f"{type(exc).__name__}: {exc}"}
+        if self._bus is not None:
+            self._bus.emit(message.response(reply))
+
+    def restart(self, names: list[str], timeout: float = 180.0) -> None:
+        """Re-render the configuration and restart only ``names`` (in stack order), waiting for each.
+
+        The settings are read again first (a changed ``managed.json``, say), with this run's
+        command-line overrides still on top; a setting that does not validate restarts nothing.
+        """
+        unknown = [n for n in names if n not in self.services or n == "messagebus"]
+        if unknown:
+            raise StackError(f"cannot restart {', '.join(unknown)}: not a restartable service "
+                             f"({', '.join(n for n in self.services if n != 'messagebus')})")
+        with self._restart_lock:
+            self.settings = load_settings(self.paths.root, **self.overrides)
+            write_config(self.settings, self.paths)
+            deadline = time.monotonic() + timeout
+            for name, svc in self.services.items():
+                if name not in names:
+                    continue
+                svc.state = "stopped"  # the watcher leaves it alone: this exit is ours
+                self._terminate(svc)
+                self.on_event(f"restarting {name} for a configuration change")
+                self._spawn(svc)
+                self._wait_ready(svc, deadline)
+            self._write_health()
+
+    def _terminate(self, svc: ServiceState) -> None:
+        proc = svc.process
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
     def health(self) -> dict[str, dict]:
         """Each service's state, pid, restarts in the last window and resident memory."""
@@ -302,13 +372,7 @@ class Supervisor:
             if proc is None or proc.poll() is not None:
                 svc.state = "stopped"
                 continue
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(STOP_GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            self._terminate(svc)
             svc.state = "stopped"
             self.on_event(f"stopped {svc.spec.name}")
         for name in ("supervisor.json",):

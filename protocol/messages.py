@@ -161,6 +161,8 @@ class Heartbeat(_Message):
     temperature_c: float | None = Field(default=None, ge=-60, le=200)
     outbox_depth: int = Field(ge=0)
     oldest_queued_age_s: float | None = Field(default=None, ge=0)
+    outbox_dropped_total: int = Field(default=0, ge=0)  # detail events the outbox ever had to drop
+    outbox_full: bool = False  # the disk is full: events wait in memory
     versions: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=64)]] = \
         Field(default_factory=dict, max_length=64)
     services: dict[Annotated[str, Field(max_length=64)], ServiceState] = Field(default_factory=dict,
