@@ -298,6 +298,9 @@ class Agent:
         link.begin()
         self.link = link
 
+    def heartbeat(self) -> messages.Heartbeat:
+        return heartbeat.build(self.data_dir, self.store, outbox_full=bool(self.pending))
+
     def _send(self, link: MqttLink, beat_due: bool) -> bool:
         """One round of sending; returns whether a heartbeat went out."""
         for command_id, result in self.store.unpublished_results():
@@ -316,8 +319,7 @@ class Agent:
         if tap is not None:
             self.flush_tap(tap)
         if beat_due or reporting:
-            beat = heartbeat.build(self.data_dir, self.store, outbox_full=bool(self.pending))
-            link.publish(Channel.HEARTBEAT, messages.encode(beat), qos=0)
+            link.publish(Channel.HEARTBEAT, messages.encode(self.heartbeat()), qos=0)
             if reporting:
                 self._report_wanted.clear()
                 self._reported.set()

@@ -12,7 +12,9 @@ that batch has been acknowledged.
 
 A full disk is the same policy by other means: when SQLite reports ``SQLITE_FULL``, the oldest
 detail events are evicted (and counted) to make room, and the write is tried again; if there is
-still no room, ``OutboxFull`` tells the agent to hold the events in memory and retry.
+still no room, ``OutboxFull`` tells the agent to hold the events in memory and retry. SQLite needs
+some free space to delete anything (the WAL grows before the file shrinks), so the store keeps a
+reserve file beside the database and gives that space up at the moment the disk is full.
 
 Commands from the cloud are recorded here too (``commands``): a command redelivered after a crash
 is recognised and never run twice, and its one result waits here until the broker acknowledged it.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -32,6 +35,7 @@ from pathlib import Path
 import sqlite_utils
 
 DEFAULT_CAP_BYTES = 64 * 2**20
+RESERVE_BYTES = 2 * 2**20
 SQLITE_FULL = 13
 
 
@@ -55,6 +59,27 @@ def _locked(method):
     return wrapper
 
 
+def _writes(method):
+    """A write that frees the reserve and tries once more when the disk is full: deleting rows
+    (an ack, a prune) must work precisely when the disk has filled up."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc) or not self.reserve.exists():
+                raise
+        self.reserve.unlink(missing_ok=True)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._checkpoint()
+            self._make_reserve()
+
+    return wrapper
+
+
 @dataclass(frozen=True)
 class OutboxRow:
     seq: int
@@ -65,15 +90,27 @@ class OutboxRow:
 
 
 class Store:
-    def __init__(self, path: str | Path, cap_bytes: int = DEFAULT_CAP_BYTES) -> None:
+    def __init__(self, path: str | Path, cap_bytes: int = DEFAULT_CAP_BYTES,
+                 reserve_bytes: int = RESERVE_BYTES) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.cap_bytes = cap_bytes
+        real = self.path.resolve()  # beside the real file, on the disk that fills (SQLite follows links)
+        self.reserve = real.with_name(real.name + ".reserve")
+        self.reserve_bytes = reserve_bytes
+        self._make_reserve()
         self._lock = threading.RLock()
         conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
                                check_same_thread=False)
+        # Pages freed by an eviction go back to the file system (incremental_vacuum below), so the
+        # reserve can be claimed again; only takes effect on a new database, before any table.
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
+        # A small WAL (checkpointed every 1 MiB, truncated back to 1 MiB): on a nearly full disk
+        # the log must not be what fills it, and eviction needs a little room to work in.
+        conn.execute("PRAGMA wal_autocheckpoint=256")
+        conn.execute("PRAGMA journal_size_limit=1048576")
         conn.execute("PRAGMA foreign_keys=ON")
         self.db = sqlite_utils.Database(conn)
         self._create()
@@ -150,36 +187,59 @@ class Store:
             self._enforce_cap()
         return seqs
 
-    def _evict_for_room(self, needed: int) -> int:
-        """The disk is full: drop the oldest detail events, at least 4x what is needed or 1/4 of them.
+    def _make_reserve(self) -> None:
+        """Claim the reserve's space now, while there is some (real blocks: zeros, not a sparse file)."""
+        have = self.reserve.stat().st_size if self.reserve.exists() else 0
+        if not self.reserve_bytes or have >= self.reserve_bytes:
+            return
+        try:
+            with open(self.reserve, "wb") as out:
+                out.write(b"\0" * self.reserve_bytes)
+                out.flush()
+                os.fsync(out.fileno())
+        except OSError:  # no room for it yet; tried again after the next eviction
+            self.reserve.unlink(missing_ok=True)
 
-        Deleting needs a little room itself (the WAL grows before it shrinks), so the cap is lowered
-        for the rest of this process too: the outbox will not grow back into a full disk.
-        """
+    def _evict_for_room(self, needed: int) -> int:
+        """The disk is full: drop the oldest detail events, 4x what is needed or a quarter of the
+        outbox, whichever is more (usage stays whatever it costs)."""
         total = self.outbox_bytes()
         target = max(0, min(total - 4 * needed, int(total * 0.75)))
-        self.cap_bytes = min(self.cap_bytes, max(target, 1))
-        try:
-            before = self._meta("dropped_total")
-            with self.db.conn:
-                self.db.execute("BEGIN IMMEDIATE")
-                self._enforce_cap()
-            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            return self._meta("dropped_total") - before
-        except sqlite3.OperationalError as exc:
-            if _is_full(exc):
-                return 0
-            raise
+        before = self._meta("dropped_total")
+        self.reserve.unlink(missing_ok=True)  # the room SQLite needs to delete
+        for _ in range(2):  # a checkpoint may free the room the eviction itself needs
+            try:
+                with self.db.conn:
+                    self.db.execute("BEGIN IMMEDIATE")
+                    self._enforce_cap(target)
+                break
+            except sqlite3.OperationalError as exc:
+                if not _is_full(exc):
+                    raise
+                self._checkpoint()
+        self._checkpoint()
+        self._make_reserve()
+        return self._meta("dropped_total") - before
 
-    def _enforce_cap(self) -> None:
+    def _checkpoint(self) -> None:
+        """Give freed pages back to the file system and shrink the WAL, as far as there is room."""
+        try:
+            self.db.execute("PRAGMA incremental_vacuum").fetchall()
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
+                raise
+
+    def _enforce_cap(self, cap: int | None = None) -> None:
+        cap = self.cap_bytes if cap is None else cap
         total = self.outbox_bytes()
-        if total <= self.cap_bytes:
+        if total <= cap:
             return
         dropped = 0
         rows = self.db.execute("SELECT seq, bytes FROM outbox WHERE usage = 0 ORDER BY seq").fetchall()
         doomed = []
         for seq, size in rows:
-            if total <= self.cap_bytes:
+            if total <= cap:
                 break
             doomed.append(seq)
             total -= size
@@ -204,6 +264,7 @@ class Store:
         return rows
 
     @_locked
+    @_writes
     def ack(self, seqs: Iterable[int], dropped_reported: int = 0) -> None:
         """The broker acknowledged these events (QoS 1 PUBACK): now, and only now, they go."""
         seqs = list(seqs)
@@ -241,6 +302,7 @@ class Store:
     # -- local history ------------------------------------------------------------------------------
 
     @_locked
+    @_writes
     def record_session(self, session: dict) -> None:
         row = {k: session.get(k) for k in ("session_id", "started_at", "wake_word", "transcript", "intent",
                                           "answer", "end_state")}
@@ -256,6 +318,7 @@ class Store:
         return rows
 
     @_locked
+    @_writes
     def prune_sessions(self, older_than_days: float) -> int:
         cutoff = time.time() - older_than_days * 86400
         with self.db.conn:
@@ -270,6 +333,7 @@ class Store:
         return rows[0] if rows else None
 
     @_locked
+    @_writes
     def begin_command(self, command_id: str, action: str) -> None:
         """Recorded before it runs: if the agent dies mid-command, the redelivery is recognised."""
         with self.db.conn:
@@ -277,6 +341,7 @@ class Store:
                             "VALUES(?, ?, 'running', NULL, 0, ?)", [command_id, action, time.time()])
 
     @_locked
+    @_writes
     def finish_command(self, command_id: str, result: str) -> None:
         with self.db.conn:
             self.db.execute("UPDATE commands SET state = 'done', result = ? WHERE command_id = ?",
@@ -289,11 +354,13 @@ class Store:
             "ORDER BY received")]
 
     @_locked
+    @_writes
     def result_published(self, command_id: str) -> None:
         with self.db.conn:
             self.db.execute("UPDATE commands SET published = 1 WHERE command_id = ?", [command_id])
 
     @_locked
+    @_writes
     def prune_commands(self, older_than_days: float = 7.0) -> int:
         cutoff = time.time() - older_than_days * 86400
         with self.db.conn:
