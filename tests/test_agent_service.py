@@ -244,3 +244,29 @@ def test_restart_request_restarts_only_the_named_service(stack):
         assert reply.data["ok"] is False and "not a restartable service" in reply.data["error"]
     finally:
         bus.close()
+
+
+def test_end_session_cancels_the_open_exchange(stack):
+    from ovos_bus_client import MessageBusClient
+    from ovos_bus_client.message import Message
+
+    supervisor, cloud = stack
+    bus = MessageBusClient(host="127.0.0.1", port=supervisor.settings.bus_port)
+    bus.run_in_thread()
+    assert bus.connected_event.wait(10)
+    try:
+        context = {"session": {"session_id": "default"}}
+        bus.emit(Message("recognizer_loop:wakeword", {"key_phrase": "hey_jarvis"}, context))
+        bus.emit(Message("recognizer_loop:record_begin", {}, context))
+        time.sleep(1.0)  # the agent hears them
+        result = cloud.result(cloud.command("end_session"))
+    finally:
+        bus.close()
+    assert result.status == "ok" and result.detail.startswith("ended session ")
+    session_id = result.detail.removeprefix("ended session ")
+    cloud.result(cloud.command("report_now"))  # flushes the outbox now
+    ended = cloud.wait_for(Channel.EVENTS, lambda b: any(
+        e.type == "session.ended" and e.session_id == session_id for e in b.events))
+    (event,) = [e for b in ended for e in b.events
+                if e.type == "session.ended" and e.session_id == session_id]
+    assert event.end_state == "cancelled"
