@@ -219,6 +219,27 @@ def sync(data_dir, once, timeout) -> None:
 
 @device.command()
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help=DATA_DIR_HELP)
+def agent(data_dir) -> None:
+    """Run the sync agent on its own (`run` starts it with the stack; on a device, systemd does).
+
+    Needs the device's messagebus running; reads the bus address from the device's mycroft.conf.
+    """
+    import os
+
+    from device.config import service_env
+    from device.paths import DevicePaths
+
+    paths = DevicePaths.at(data_dir)
+    if not paths.mycroft_conf.exists():
+        _fail(f"{paths.mycroft_conf} does not exist: start the stack once with `voxfleet device run`")
+    os.environ.update(service_env(paths))
+    from device.agent import main
+
+    main()
+
+
+@device.command()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help=DATA_DIR_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(data_dir, as_json) -> None:
     """Health of each service of the stack running on this data folder (exit 1 if not all ready)."""

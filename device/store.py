@@ -114,6 +114,9 @@ class Store:
         conn.execute("PRAGMA foreign_keys=ON")
         self.db = sqlite_utils.Database(conn)
         self._create()
+        with self.db.conn:  # the running byte count, checked against the rows once per open
+            self._set_meta("outbox_bytes", self.db.execute(
+                "SELECT coalesce(sum(bytes), 0) FROM outbox").fetchone()[0])
 
     def _create(self) -> None:
         db = self.db
@@ -169,6 +172,7 @@ class Store:
 
     def _append(self, events: list[dict]) -> list[int]:
         seqs: list[int] = []
+        added = 0
         with self.db.conn:  # one transaction: all or nothing
             self.db.execute("BEGIN IMMEDIATE")
             next_seq = self._meta("next_seq", 1)
@@ -182,10 +186,22 @@ class Store:
                     [next_seq, str(event["event_id"]), event["type"], int(event["type"] == "usage"),
                      payload, len(payload), now])
                 seqs.append(next_seq)
+                added += len(payload)
                 next_seq += 1
             self._set_meta("next_seq", next_seq)
+            self._set_meta("outbox_bytes", self._meta("outbox_bytes") + added)
             self._enforce_cap()
         return seqs
+
+    def _delete(self, seqs: list[int]) -> int:
+        """Delete outbox rows (inside the caller's transaction), keeping the byte count in step."""
+        freed = 0
+        for start in range(0, len(seqs), 500):
+            chunk = seqs[start:start + 500]
+            freed += sum(size for (size,) in self.db.execute(
+                f"DELETE FROM outbox WHERE seq IN ({','.join('?' * len(chunk))}) RETURNING bytes", chunk))
+        self._set_meta("outbox_bytes", max(0, self._meta("outbox_bytes") - freed))
+        return freed
 
     def _make_reserve(self) -> None:
         """Claim the reserve's space now, while there is some (real blocks: zeros, not a sparse file)."""
@@ -244,9 +260,7 @@ class Store:
             doomed.append(seq)
             total -= size
             dropped += 1
-        for start in range(0, len(doomed), 500):
-            chunk = doomed[start:start + 500]
-            self.db.execute(f"DELETE FROM outbox WHERE seq IN ({','.join('?' * len(chunk))})", chunk)
+        self._delete(doomed)
         if dropped:
             self._set_meta("dropped_unreported", self._meta("dropped_unreported") + dropped)
             self._set_meta("dropped_total", self._meta("dropped_total") + dropped)
@@ -270,9 +284,7 @@ class Store:
         seqs = list(seqs)
         with self.db.conn:
             self.db.execute("BEGIN IMMEDIATE")
-            for start in range(0, len(seqs), 500):
-                chunk = seqs[start:start + 500]
-                self.db.execute(f"DELETE FROM outbox WHERE seq IN ({','.join('?' * len(chunk))})", chunk)
+            self._delete(seqs)
             if dropped_reported:
                 self._set_meta("dropped_unreported",
                                max(0, self._meta("dropped_unreported") - dropped_reported))
@@ -284,7 +296,8 @@ class Store:
 
     @_locked
     def outbox_bytes(self) -> int:
-        return self.db.execute("SELECT coalesce(sum(bytes), 0) FROM outbox").fetchone()[0]
+        """Kept as a running count (a SUM over a long outbox on every append would be O(n))."""
+        return self._meta("outbox_bytes")
 
     @_locked
     def oldest_age(self) -> float | None:

@@ -124,3 +124,26 @@ def test_power_cut_during_writes_leaves_a_clean_store(tmp_path):
         assert len(seqs) % 50 == 0  # whole batches only: a killed transaction left nothing behind
         assert seqs == list(range(1, len(seqs) + 1))
         store.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(steps=st.lists(st.one_of(st.tuples(st.just("append"), st.integers(1, 20), st.integers(0, 400)),
+                                st.tuples(st.just("ack"), st.integers(1, 30), st.just(0))), max_size=25),
+       cap=st.integers(2_000, 20_000))
+def test_running_byte_count_matches_the_rows(tmp_path_factory, steps, cap):
+    """The outbox's size is kept as a running count (no O(n) SUM per append); it must never drift,
+    whatever mix of appends, cap drops and acks happened, nor across a reopen."""
+    path = tmp_path_factory.mktemp("bytes") / "store.db"
+    store = Store(path, cap_bytes=cap)
+    for op, n, pad in steps:
+        if op == "append":
+            store.append([event("usage" if i % 3 == 0 else "wake_word", pad) for i in range(n)])
+        else:
+            store.ack([r.seq for r in store.peek(limit=n)])
+        actual = store.db.execute("SELECT coalesce(sum(bytes), 0) FROM outbox").fetchone()[0]
+        assert store.outbox_bytes() == actual
+    kept = store.outbox_bytes()
+    store.close()
+    reopened = Store(path, cap_bytes=cap)  # recounts from the rows
+    assert reopened.outbox_bytes() == kept
+    reopened.close()
