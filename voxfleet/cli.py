@@ -15,9 +15,11 @@ def main() -> None:
 
 def _register() -> None:
     # device/ and cloud/ never import each other; the CLI is the one place that knows both.
+    from cloud.cli import cloud
     from device.cli import device
 
     main.add_command(device)
+    main.add_command(cloud)
 
 
 _register()

@@ -1,0 +1,42 @@
+"""The Flask app factory: ``create_app(config)`` builds one app from a CloudConfig.
+
+Blueprints register themselves through small ``register(app)`` functions so each part of the
+cloud (API, portals, ingest status) stays in its own module.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from cloud.config import CloudConfig, load_config
+from cloud.db import session as db_session
+from cloud.errors import register_error_handlers
+
+# Request bodies above this are refused with 413 before a view runs.
+MAX_CONTENT_LENGTH = 1024 * 1024
+
+
+def create_app(config: CloudConfig | None = None) -> Flask:
+    config = config or load_config()
+    app = Flask("cloud", instance_path=str(config.data_dir))
+    app.config.update(
+        SECRET_KEY=config.secret_key.get_secret_value(),
+        MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH,
+        JSON_SORT_KEYS=False,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+    )
+    app.extensions["voxfleet.config"] = config
+    db_session.init_app(app, config.database_url, config.database_role or None)
+    register_error_handlers(app)
+
+    from cloud import api
+
+    api.register(app)
+    return app
+
+
+def current_config() -> CloudConfig:
+    from flask import current_app
+
+    return current_app.extensions["voxfleet.config"]

@@ -1,0 +1,158 @@
+"""Cloud configuration: defaults < ``DATA_DIR/cloud.toml`` < environment < command-line options.
+
+With nothing configured the cloud runs on its embedded defaults inside one data folder (a SQLite
+file, an embedded broker), so one command starts it on a laptop; a database URL and a broker URL
+move it to PostgreSQL and Mosquitto/EMQX without code changes (DESIGN.md, "Embedded default").
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+DEFAULT_DATA_DIR = Path("var/cloud")
+CONFIG_FILE = "cloud.toml"
+SECRET_KEY_FILE = "secret_key"
+
+# Environment variable -> field. Only these are read: a stray VOXFLEET_* variable is not config.
+ENVIRONMENT = {
+    "VOXFLEET_DATABASE_URL": "database_url",
+    "VOXFLEET_DATABASE_ROLE": "database_role",
+    "VOXFLEET_BROKER_URL": "broker_url",
+    "VOXFLEET_HTTP_HOST": "http_host",
+    "VOXFLEET_HTTP_PORT": "http_port",
+    "VOXFLEET_MQTT_PORT": "mqtt_port",
+    "VOXFLEET_SECRET_KEY": "secret_key",
+    "VOXFLEET_PUBLIC_URL": "public_url",
+}
+
+
+class ConfigError(ValueError):
+    """Configuration that cannot be used; the message names the field and where it came from."""
+
+
+class CloudConfig(BaseModel):
+    """Everything the cloud needs to start. ``secret_key`` is a SecretStr so it never reaches a log."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_dir: Path
+    database_url: str
+    # On PostgreSQL the app switches to this non-owner role so row-level security applies to it
+    # (a table's owner and superusers bypass RLS). Empty: connect as-is (the login role is already it).
+    database_role: str = Field(default="voxfleet_app", pattern=r"^([a-z_][a-z0-9_]{0,62})?$")
+    broker_url: str | None = None
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=1, le=65535)
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    secret_key: SecretStr
+    public_url: str | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if not (scheme.startswith("sqlite") or scheme.startswith("postgresql")):
+            from cloud.db.session import safe_url
+
+            raise ValueError(f"must be a sqlite:/// or postgresql:// URL, not {safe_url(value)!r}")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _known_broker(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if value.split("://", 1)[0] not in ("mqtt", "mqtts"):
+            raise ValueError("must be an mqtt:// or mqtts:// URL")
+        return value
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker_url is None
+
+    @property
+    def base_url(self) -> str:
+        """Where people reach the cloud: used in printed links (invites, pairing)."""
+        return (self.public_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None,
+                     environ: Mapping[str, str] | None = None) -> Path:
+    """The data folder: the option if given, else $VOXFLEET_DATA_DIR, else var/cloud."""
+    environ = os.environ if environ is None else environ
+    chosen = data_dir or environ.get("VOXFLEET_DATA_DIR") or DEFAULT_DATA_DIR
+    return Path(chosen).expanduser().resolve()
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    # Accept both a flat file and one with a [cloud] table.
+    return dict(data.get("cloud", data))
+
+
+def _secret_key(data_dir: Path) -> str:
+    """The key that signs invite links and sessions: made once per data folder, readable by us only."""
+    path = data_dir / SECRET_KEY_FILE
+    if path.exists():
+        key = path.read_text().strip()
+        if key:
+            return key
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    # Created with 0600 from the start: never world-readable, not even for a moment.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    os.chmod(path, 0o600)
+    return key
+
+
+def load_config(data_dir: str | os.PathLike | None = None, *, environ: Mapping[str, str] | None = None,
+                **overrides: Any) -> CloudConfig:
+    """Build the configuration; ``overrides`` are command-line options (None means not given)."""
+    environ = os.environ if environ is None else environ
+    root = resolve_data_dir(data_dir, environ)
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key, value in _read_toml(root / CONFIG_FILE).items():
+        values[key] = value
+        sources[key] = str(root / CONFIG_FILE)
+    for env, key in ENVIRONMENT.items():
+        if env in environ and environ[env] != "":
+            values[key] = environ[env]
+            sources[key] = f"${env}"
+    for key, value in overrides.items():
+        if value is not None:
+            values[key] = value
+            sources[key] = "command line"
+    if "data_dir" in values and sources.get("data_dir") != "command line":
+        raise ConfigError(f"data_dir cannot be set in {sources['data_dir']}: "
+                          "use --data-dir or VOXFLEET_DATA_DIR")
+    values["data_dir"] = root
+    values.setdefault("database_url", f"sqlite:///{root / 'cloud.db'}")
+    if not values.get("secret_key"):
+        values["secret_key"] = _secret_key(root)
+    try:
+        return CloudConfig(**values)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(part) for part in err["loc"]) or "config"
+            where = sources.get(field.split(".")[0])
+            # The input value is left out: it may be a secret or a URL with a password.
+            message = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{field}: {message}" + (f" (from {where})" if where else ""))
+        raise ConfigError("invalid cloud configuration: " + "; ".join(problems)) from None

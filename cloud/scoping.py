@@ -1,0 +1,374 @@
+"""THE scoping layer: every query on tenant data goes through a TenantScope or a PlatformScope.
+
+    scope = TenantScope(get_db(), tenant_id)
+    devices = scope.all(Device, Device.project_id == project_id)
+    device = scope.get(Device, device_id)          # None for another tenant's id
+    scope.add(Project(name="Kitchen"))            # tenant_id filled in; another tenant's refused
+
+Why several layers: a single forgotten ``WHERE tenant_id = ...`` would leak one customer's voice
+transcripts to another, so each layer catches what the one before might miss:
+
+1. TenantScope's own methods filter on ``tenant_id`` and check the tenant of every row they write,
+   including the rows it points at (a device cannot be put into another tenant's project).
+2. Hooks on the session: while a TenantScope is active, every ORM SELECT/UPDATE/DELETE gets the
+   tenant criterion added (``with_loader_criteria``), and a flush refuses rows of another tenant.
+   With no scope at all, ORM statements on tenant tables are refused rather than run unfiltered.
+3. On PostgreSQL, row-level security (cloud/migrations/rls.py): the app runs as a non-owner role
+   and the scope sets ``voxfleet.tenant_id`` for each transaction, so even hand-written SQL sees
+   only that tenant's rows.
+
+PlatformScope is for the operator portal and for system work that precedes knowing a tenant
+(authenticating an API key by its prefix, pairing, ingest resolving a device from its topic).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Select, delete, event, func, insert, select, update
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, with_loader_criteria
+
+from cloud.db.base import Base, Scoped
+from cloud.db.session import SCOPE_KEY, CloudSession, set_scope
+from cloud.db.tenants import Tenant
+
+M = TypeVar("M", bound=Base)
+
+
+class ScopeError(RuntimeError):
+    """Tenant data asked for outside the rules of the scoping layer."""
+
+
+class NotTenantOwned(ScopeError):
+    """A TenantScope was asked for a table that does not belong to tenants."""
+
+
+class CrossTenantError(ScopeError):
+    """A write would touch, or point at, another tenant's rows."""
+
+
+def _tenancy(model: type) -> str | None:
+    return getattr(model, "__tenancy__", None)
+
+
+def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+class _Scope:
+    _tenant_id: uuid.UUID | None = None
+    _platform = False
+
+    def __init__(self, db: Session) -> None:
+        self.db = db
+        self._activate()
+
+    def _activate(self) -> None:
+        """Make this the session's scope (a session may serve several scopes, one at a time)."""
+        current = self.db.info.get(SCOPE_KEY)
+        if current != (self._tenant_id, self._platform):
+            if current is not None and (self.db.new or self.db.dirty or self.db.deleted):
+                # Changes made under the previous scope are written under that scope's rules.
+                self.db.flush()
+            set_scope(self.db, self._tenant_id, self._platform)
+
+    # Running statements through the scope makes sure it is the one in force when they run.
+    def execute(self, statement: Any, params: Any = None) -> Any:
+        self._activate()
+        return self.db.execute(statement, params)
+
+    def scalars(self, statement: Any) -> list[Any]:
+        self._activate()
+        return list(self.db.scalars(statement))
+
+    def scalar(self, statement: Any) -> Any:
+        self._activate()
+        return self.db.scalar(statement)
+
+    def commit(self) -> None:
+        self._activate()
+        self.db.commit()
+
+    def flush(self) -> None:
+        self._activate()
+        self.db.flush()
+
+
+class TenantScope(_Scope):
+    """One tenant's view of the database. Rows of other tenants cannot be read, changed or deleted."""
+
+    def __init__(self, db: Session, tenant_id: uuid.UUID | str) -> None:
+        self._tenant_id = _as_uuid(tenant_id)
+        super().__init__(db)
+
+    @property
+    def tenant_id(self) -> uuid.UUID:
+        assert self._tenant_id is not None
+        return self._tenant_id
+
+    def _column(self, model: type) -> Any:
+        kind = _tenancy(model)
+        if kind in ("owned", "linked"):
+            return model.tenant_id  # type: ignore[attr-defined]
+        if kind == "tenant":
+            return model.id  # type: ignore[attr-defined]
+        raise NotTenantOwned(f"{getattr(model, '__name__', model)} is not tenant data: "
+                             "use PlatformScope for platform tables")
+
+    def criterion(self, model: type) -> ColumnElement[bool]:
+        return self._column(model) == self.tenant_id
+
+    def tenant(self) -> Tenant:
+        found = self.get(Tenant, self.tenant_id)
+        if found is None:
+            raise ScopeError(f"tenant {self.tenant_id} does not exist")
+        return found
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    def select(self, model: type[M], *where: Any) -> Select[tuple[M]]:
+        """A SELECT of this tenant's rows; refine it further (order, limit, join) before running it."""
+        return select(model).where(self.criterion(model), *where)
+
+    def all(self, model: type[M], *where: Any, order_by: Any = None, limit: int | None = None) -> list[M]:
+        stmt = self.select(model, *where)
+        if order_by is not None:
+            stmt = stmt.order_by(*(order_by if isinstance(order_by, list | tuple) else [order_by]))
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return self.scalars(stmt)
+
+    def first(self, model: type[M], *where: Any) -> M | None:
+        return self.scalar(self.select(model, *where).limit(1))
+
+    def count(self, model: type, *where: Any) -> int:
+        return int(self.scalar(select(func.count()).select_from(model).where(self.criterion(model), *where)))
+
+    def get(self, model: type[M], id_: uuid.UUID | str | None) -> M | None:
+        """The row with this id if it is this tenant's; None for a missing id or another tenant's."""
+        if id_ is None:
+            return None
+        try:
+            key = _as_uuid(id_)
+        except ValueError:
+            return None
+        return self.first(model, model.id == key)  # type: ignore[attr-defined]
+
+    # --- writes --------------------------------------------------------------------------------
+
+    def add(self, obj: M) -> M:
+        """Add a new row for this tenant; its references must be this tenant's rows too."""
+        model = type(obj)
+        kind = _tenancy(model)
+        if kind not in ("owned", "linked"):
+            raise NotTenantOwned(f"{model.__name__} cannot be added by a tenant")
+        current = obj.tenant_id  # type: ignore[attr-defined]
+        if current is not None and _as_uuid(current) != self.tenant_id:
+            raise CrossTenantError(f"{model.__name__} belongs to tenant {current}, not {self.tenant_id}")
+        obj.tenant_id = self.tenant_id  # type: ignore[attr-defined]
+        self._check_references(model, [_column_values(obj)])
+        self._activate()
+        self.db.add(obj)
+        return obj
+
+    def add_all(self, objs: Iterable[M]) -> list[M]:
+        return [self.add(obj) for obj in objs]
+
+    def insert_rows(self, model: type, rows: Sequence[dict[str, Any]], *,
+                    ignore_duplicates: bool = False) -> int:
+        """Insert plain rows in one statement (the fast path for ingest); ``ignore_duplicates`` skips
+        rows that would break a unique key (an event stored once stays stored once).
+
+        Returns the number of rows inserted (duplicates skipped are not counted).
+        """
+        if _tenancy(model) not in ("owned", "linked"):
+            raise NotTenantOwned(f"{model.__name__} cannot be added by a tenant")
+        if not rows:
+            return 0
+        stamped = []
+        for row in rows:
+            if row.get("tenant_id") not in (None, self.tenant_id, str(self.tenant_id)):
+                raise CrossTenantError(f"a {model.__name__} row names tenant {row['tenant_id']}")
+            stamped.append({**row, "tenant_id": self.tenant_id})
+        self._check_references(model, stamped)
+        table = model.__table__  # type: ignore[attr-defined]
+        # Python-side defaults (ids, timestamps) are filled in by SQLAlchemy for Core inserts too.
+        dialect = self.db.get_bind().dialect.name
+        if ignore_duplicates and dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            stmt: Any = pg_insert(table).on_conflict_do_nothing()
+        elif ignore_duplicates and dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            stmt = sqlite_insert(table).on_conflict_do_nothing()
+        else:
+            stmt = insert(table)
+        self._activate()
+        # RETURNING counts what was really inserted (rowcount is -1 for batched inserts on psycopg).
+        result = self.db.connection().execute(stmt.returning(table.c.id), stamped)
+        return len(result.all())
+
+    def update(self, model: type, where: Sequence[Any], values: dict[str, Any]) -> int:
+        """UPDATE this tenant's rows matching ``where``; returns how many changed."""
+        column = self._column(model)
+        if _tenancy(model) == "tenant":
+            if "id" in values or "status" in values:
+                raise CrossTenantError("a tenant cannot change its own id or status")
+        elif "tenant_id" in values and _as_uuid(values["tenant_id"]) != self.tenant_id:
+            raise CrossTenantError(f"cannot move a {model.__name__} to another tenant")
+        self._refuse_append_only(model)
+        self._check_references(model, [values])
+        stmt = update(model).where(column == self.tenant_id, *where).values(**values)
+        return self.execute(stmt.execution_options(synchronize_session="fetch")).rowcount
+
+    def delete(self, model: type, *where: Any) -> int:
+        """DELETE this tenant's rows matching ``where``; returns how many went."""
+        column = self._column(model)
+        if _tenancy(model) == "tenant":
+            raise CrossTenantError("a tenant cannot delete itself")
+        self._refuse_append_only(model)
+        stmt = delete(model).where(column == self.tenant_id, *where)
+        return self.execute(stmt.execution_options(synchronize_session="fetch")).rowcount
+
+    def remove(self, obj: Base) -> None:
+        """Delete one loaded row, after checking it is this tenant's."""
+        model = type(obj)
+        self._refuse_append_only(model)
+        if _tenancy(model) not in ("owned", "linked") or obj.tenant_id != self.tenant_id:  # type: ignore
+            raise CrossTenantError(f"this {model.__name__} is not tenant {self.tenant_id}'s")
+        self._activate()
+        self.db.delete(obj)
+
+    @staticmethod
+    def _refuse_append_only(model: type) -> None:
+        if getattr(model, "__append_only__", False):
+            raise ScopeError(f"{model.__name__} is append-only")
+
+    def _check_references(self, model: type, rows: Sequence[dict[str, Any]]) -> None:
+        """Refuse rows whose foreign keys point at another tenant's rows (projects, devices, ...)."""
+        table = model.__table__  # type: ignore[attr-defined]
+        for fk in table.foreign_keys:
+            column = fk.parent.name
+            if column == "tenant_id":
+                continue
+            target = _model_for_table(fk.column.table.name)
+            if target is None or _tenancy(target) not in ("owned", "linked"):
+                continue
+            wanted = {_as_uuid(row[column]) for row in rows if row.get(column) is not None}
+            if not wanted:
+                continue
+            found = set(self.scalars(select(target.id).where(  # type: ignore[attr-defined]
+                target.id.in_(wanted), target.tenant_id == self.tenant_id)))  # type: ignore[attr-defined]
+            if wanted - found:
+                raise CrossTenantError(f"{model.__name__}.{column} points at a {target.__name__} "
+                                       "that is not this tenant's")
+
+
+class PlatformScope(_Scope):
+    """The operator's view: every tenant's rows. For the operator portal and for system work that
+    must find a tenant first (API key lookup, pairing, ingest). Each use should be deliberate."""
+
+    _platform = True
+
+    def select(self, model: type[M], *where: Any) -> Select[tuple[M]]:
+        return select(model).where(*where)
+
+    def all(self, model: type[M], *where: Any, order_by: Any = None, limit: int | None = None) -> list[M]:
+        stmt = self.select(model, *where)
+        if order_by is not None:
+            stmt = stmt.order_by(*(order_by if isinstance(order_by, list | tuple) else [order_by]))
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return self.scalars(stmt)
+
+    def first(self, model: type[M], *where: Any) -> M | None:
+        return self.scalar(self.select(model, *where).limit(1))
+
+    def get(self, model: type[M], id_: uuid.UUID | str | None) -> M | None:
+        if id_ is None:
+            return None
+        try:
+            key = _as_uuid(id_)
+        except ValueError:
+            return None
+        return self.first(model, model.id == key)  # type: ignore[attr-defined]
+
+    def add(self, obj: M) -> M:
+        self._activate()
+        self.db.add(obj)
+        return obj
+
+    def for_tenant(self, tenant_id: uuid.UUID | str) -> TenantScope:
+        """Continue on the same session as one tenant (e.g. once an API key named its tenant)."""
+        return TenantScope(self.db, tenant_id)
+
+
+def _column_values(obj: Base) -> dict[str, Any]:
+    return {c.key: getattr(obj, c.key, None) for c in obj.__mapper__.column_attrs}
+
+
+def _model_for_table(name: str) -> type | None:
+    for mapper in Base.registry.mappers:
+        if mapper.local_table.name == name:
+            return mapper.class_
+    return None
+
+
+# --- session hooks: the second layer -----------------------------------------------------------
+
+def _scoped_mappers(state: ORMExecuteState) -> list[str]:
+    return [m.class_.__name__ for m in state.all_mappers if _tenancy(m.class_)]
+
+
+def _on_execute(state: ORMExecuteState) -> None:
+    scope = state.session.info.get(SCOPE_KEY)
+    if scope is None:
+        touched = _scoped_mappers(state)
+        if touched:
+            raise ScopeError(f"{', '.join(touched)}: tenant data read or written without a scope; "
+                             "use TenantScope or PlatformScope (cloud/scoping.py)")
+        return
+    tenant_id, platform = scope
+    if platform or not (state.is_select or state.is_update or state.is_delete):
+        return
+    state.statement = state.statement.options(*(
+        with_loader_criteria(model, lambda cls: cls.tenant_id == tenant_id, include_aliases=True)
+        for model in _scoped_models()
+    ), with_loader_criteria(Tenant, lambda cls: cls.id == tenant_id, include_aliases=True))
+
+
+_SCOPED: list[type] = []
+
+
+def _scoped_models() -> list[type]:
+    # Per mapped class: a criterion on the Scoped mixin itself cannot be built (it maps no column).
+    if not _SCOPED:
+        _SCOPED.extend(m.class_ for m in Base.registry.mappers if issubclass(m.class_, Scoped))
+    return _SCOPED
+
+
+def _on_flush(session: Session, _flush: UOWTransaction, _instances: Any) -> None:
+    scope = session.info.get(SCOPE_KEY)
+    for obj in (*session.new, *session.dirty, *session.deleted):
+        kind = _tenancy(type(obj))
+        if not kind:
+            continue
+        if scope is None:
+            raise ScopeError(f"{type(obj).__name__} written without a scope; "
+                             "use TenantScope or PlatformScope")
+        tenant_id, platform = scope
+        if platform:
+            continue
+        owner = obj.id if kind == "tenant" else obj.tenant_id
+        if owner != tenant_id:
+            raise CrossTenantError(f"{type(obj).__name__} of tenant {owner} "
+                                   f"written in tenant {tenant_id}'s scope")
+
+
+# Registered once, on the app's session class only.
+if not event.contains(CloudSession, "do_orm_execute", _on_execute):
+    event.listen(CloudSession, "do_orm_execute", _on_execute)
+    event.listen(CloudSession, "before_flush", _on_flush)
