@@ -30,6 +30,11 @@ ENVIRONMENT = {
     "VOXFLEET_MQTT_PORT": "mqtt_port",
     "VOXFLEET_SECRET_KEY": "secret_key",
     "VOXFLEET_PUBLIC_URL": "public_url",
+    "VOXFLEET_BROKER_DEVICE_URL": "broker_device_url",
+    "VOXFLEET_BROKER_SERVICE_USERNAME": "broker_service_username",
+    "VOXFLEET_BROKER_SERVICE_PASSWORD": "broker_service_password",
+    "VOXFLEET_BROKER_ADMIN_USERNAME": "broker_admin_username",
+    "VOXFLEET_BROKER_ADMIN_PASSWORD": "broker_admin_password",
 }
 
 
@@ -53,6 +58,16 @@ class CloudConfig(BaseModel):
     mqtt_port: int = Field(default=1883, ge=1, le=65535)
     secret_key: SecretStr
     public_url: str | None = None
+    # The broker URL handed to devices at pairing, when they reach it by another name than the
+    # cloud does (a public host name, mqtts:// on 8883). Default: broker_url, or the embedded one.
+    broker_device_url: str | None = None
+    # The cloud's own broker account (ingest, desired config, commands). With the embedded broker it
+    # is made once and kept in DATA_DIR/broker-service.json; with Mosquitto it is given here.
+    broker_service_username: str = "voxfleet-cloud"
+    broker_service_password: SecretStr | None = None
+    # Mosquitto's Dynamic Security admin, with which the cloud creates and revokes device accounts.
+    broker_admin_username: str = "voxfleet-admin"
+    broker_admin_password: SecretStr | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -64,7 +79,7 @@ class CloudConfig(BaseModel):
             raise ValueError(f"must be a sqlite:/// or postgresql:// URL, not {safe_url(value)!r}")
         return value
 
-    @field_validator("broker_url")
+    @field_validator("broker_url", "broker_device_url")
     @classmethod
     def _known_broker(cls, value: str | None) -> str | None:
         if value in (None, ""):
