@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from uuid import UUID
 
 from pydantic import (
@@ -63,10 +63,14 @@ class SessionStarted(_Event):
     type: Literal["session.started"] = "session.started"
 
 
+EndState = Literal["answered", "handled", "not_understood", "no_speech", "no_transcript", "error",
+                   "cancelled", "open"]
+END_STATES: tuple[str, ...] = get_args(EndState)
+
+
 class SessionEnded(_Event):
     type: Literal["session.ended"] = "session.ended"
-    end_state: Literal["answered", "handled", "not_understood", "no_speech", "no_transcript",
-                       "error", "cancelled", "open"]
+    end_state: EndState
     timings_ms: dict[Annotated[str, Field(max_length=64)], float | None] = Field(default_factory=dict,
                                                                                 max_length=32)
 

@@ -13,8 +13,10 @@ from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, T
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cloud.db.base import Base, JsonDict, TenantOwned, enum_check, utcnow
+from protocol import messages
 
-END_STATES = ("answered", "unknown", "failed", "cancelled", "timeout", "ended_by_cloud")
+# How an exchange ended, as the device reports it (protocol/messages.py, session.ended).
+END_STATES = messages.END_STATES
 
 
 class VoiceSession(TenantOwned, Base):

@@ -266,7 +266,7 @@ def upgrade() -> None:
     sa.Column('timings', sa.JSON(), nullable=True),
     sa.Column('tenant_id', sa.Uuid(), nullable=False),
     sa.Column('id', sa.Uuid(), nullable=False),
-    sa.CheckConstraint("end_state IS NULL OR end_state IN ('answered', 'unknown', 'failed', 'cancelled', 'timeout', 'ended_by_cloud')", name=op.f('ck_sessions_end_state')),
+    sa.CheckConstraint("end_state IS NULL OR end_state IN ('answered', 'handled', 'not_understood', 'no_speech', 'no_transcript', 'error', 'cancelled', 'open')", name=op.f('ck_sessions_end_state')),
     sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_sessions_device_id_devices'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_sessions_project_id_projects'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_sessions_tenant_id_tenants'), ondelete='CASCADE'),
