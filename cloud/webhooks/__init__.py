@@ -1,0 +1,1 @@
+"""Tenant webhooks: events recorded in the same transaction as their cause, delivered signed, retried."""
