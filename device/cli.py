@@ -253,15 +253,25 @@ def status(data_dir, as_json) -> None:
     except (OSError, ValueError):
         health = {"services": {}}
     services = health.get("services", {}) if record else {}
+    try:
+        sync_state = json.loads((paths.run / "sync.json").read_text())
+    except (OSError, ValueError):
+        sync_state = None
     if as_json:
         click.echo(json.dumps({"running": bool(record), "updated": health.get("updated"),
-                               "services": services}, indent=2))
+                               "services": services, "sync": sync_state}, indent=2))
     elif not record:
         click.echo(f"no voice stack is running on {paths.root}")
     else:
         for name, info in services.items():
             click.echo(f"{name:<11} {info['state']:<11} pid {info['pid'] or '-':<8} "
                        f"restarts {info['restarts']:<3} {info['rss_mb'] or '-'} MB")
+        if sync_state is not None:
+            link = ("connected to " + str(sync_state.get("broker_url")) if sync_state.get("connected")
+                    else "not connected" if sync_state.get("broker_url") else "not paired")
+            last = sync_state.get("last_sync")
+            click.echo(f"sync        {link}; {sync_state.get('outbox_depth', 0)} events queued; last sync "
+                       + (time.strftime("%H:%M:%S", time.localtime(last)) if last else "never"))
     ok = bool(record) and bool(services) and all(i["state"] == "ready" for i in services.values())
     sys.exit(0 if ok else 1)
 
