@@ -6,6 +6,7 @@ import contextlib
 import json
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -215,6 +216,32 @@ def sync(data_dir, once, timeout) -> None:
         link.close()
     if once and store.depth():
         _fail(f"{store.depth()} events are still queued")
+
+
+@device.command()
+@click.option("--cloud", "cloud_url", required=True, help="The cloud's web address, e.g. https://cloud.example.com")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help=DATA_DIR_HELP)
+def pair(cloud_url, data_dir) -> None:
+    """Pair this device with a cloud: show a code, wait until an admin claims it, keep the credentials."""
+    from device import pairing
+    from device.paths import DevicePaths
+
+    paths = DevicePaths.at(data_dir)
+    try:
+        pairing.check_cloud(cloud_url)
+        secret = pairing.new_secret()
+        code = pairing.request_code(cloud_url, secret)
+        minutes = max(1, round((code.expires_at - datetime.now(UTC)).total_seconds() / 60))
+        _say(f"pairing code: {code.code}  (enter it in the cloud's portal or API within {minutes} minutes)")
+        click.echo(code.code)  # stdout: the code alone, for scripts
+        credentials = pairing.wait_for_claim(cloud_url, code, secret)
+        target = pairing.save_pairing(paths.root, cloud_url, credentials)
+    except pairing.PairingFailed as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("pairing cancelled", code=130)
+    _say(f"paired with {credentials.get('tenant')} / {credentials.get('project')} as "
+         f"{credentials['device_key']}; credentials in {target}")
 
 
 @device.command()
