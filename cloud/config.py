@@ -35,6 +35,7 @@ ENVIRONMENT = {
     "VOXFLEET_BROKER_SERVICE_PASSWORD": "broker_service_password",
     "VOXFLEET_BROKER_ADMIN_USERNAME": "broker_admin_username",
     "VOXFLEET_BROKER_ADMIN_PASSWORD": "broker_admin_password",
+    "VOXFLEET_WEBHOOKS_ALLOW_PRIVATE": "webhooks_allow_private",
 }
 
 
@@ -68,6 +69,14 @@ class CloudConfig(BaseModel):
     # Mosquitto's Dynamic Security admin, with which the cloud creates and revokes device accounts.
     broker_admin_username: str = "voxfleet-admin"
     broker_admin_password: SecretStr | None = None
+    # Webhook URLs on loopback/private addresses are refused (SSRF) unless this is set (tests, a LAN).
+    webhooks_allow_private: bool = False
+    # API rate limits (token buckets, per process): per API key, and per client address for
+    # unauthenticated calls (pairing, health) and failed sign-ins.
+    api_rate_limit_burst: int = Field(default=120, ge=1)
+    api_rate_limit_per_minute: float = Field(default=600, gt=0)
+    api_ip_rate_limit_burst: int = Field(default=30, ge=1)
+    api_ip_rate_limit_per_minute: float = Field(default=120, gt=0)
 
     @field_validator("database_url")
     @classmethod

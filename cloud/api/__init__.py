@@ -1,7 +1,13 @@
 """REST API v1 under /api/v1. Other modules add their routes to ``api`` (cloud/api/<topic>.py) and
-are imported in ``register`` so the app factory needs no change when one is added."""
+are listed in ``ROUTE_MODULES`` so the app factory needs no change when one is added.
+
+Every route but the public ones needs an API key (cloud/api/auth.py); routes are declared with
+``cloud.api.common.endpoint`` so the OpenAPI document (cloud/api/openapi.py) describes each one.
+"""
 
 from __future__ import annotations
+
+import importlib
 
 from flask import Blueprint, Flask, jsonify
 from sqlalchemy import text
@@ -10,6 +16,9 @@ from cloud.db.session import get_db
 from cloud.errors import ApiError
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
+
+# Imported (once) before the blueprint is registered: their routes attach to ``api`` on import.
+ROUTE_MODULES = ("auth", "keys", "projects", "devices", "sessions", "usage", "webhooks", "pairing", "openapi")
 
 
 @api.get("/health")
@@ -23,5 +32,13 @@ def health():
     return jsonify({"status": "ok", "database": "ok"})
 
 
+health.voxfleet_public = True  # type: ignore[attr-defined]
+
+
 def register(app: Flask) -> None:
+    for name in ROUTE_MODULES:
+        importlib.import_module(f"cloud.api.{name}")
+    from cloud.api import auth
+
+    auth.configure(app)
     app.register_blueprint(api)
