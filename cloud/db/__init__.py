@@ -6,6 +6,7 @@ from cloud.db.base import Base, UTCDateTime, new_id, utcnow
 from cloud.db.commands import Command
 from cloud.db.configs import ConfigAck, DesiredConfig
 from cloud.db.devices import Device, DeviceCredential, Heartbeat
+from cloud.db.ingest import DeviceIngest, IngestWorkerStats
 from cloud.db.pairing import PairingCode
 from cloud.db.tenants import Project, Tenant
 from cloud.db.usage import UsageRecord
@@ -15,6 +16,6 @@ from cloud.db.webhooks import Webhook, WebhookDelivery
 
 __all__ = [
     "ApiKey", "AuditEntry", "Base", "Command", "ConfigAck", "DesiredConfig", "Device", "DeviceCredential",
-    "Heartbeat", "PairingCode", "Project", "SessionEvent", "Tenant", "UTCDateTime", "UsageRecord", "User",
-    "VoiceSession", "Webhook", "WebhookDelivery", "new_id", "utcnow",
+    "DeviceIngest", "Heartbeat", "IngestWorkerStats", "PairingCode", "Project", "SessionEvent", "Tenant",
+    "UTCDateTime", "UsageRecord", "User", "VoiceSession", "Webhook", "WebhookDelivery", "new_id", "utcnow",
 ]

@@ -1,0 +1,105 @@
+"""Checking one MQTT message against the wire contract, before anything touches the database.
+
+The device comes from the topic (the broker's ACL ties it to the device's credentials), never from
+the payload; the payload must be the kind its channel carries. A message that fails is rejected
+for good with a reason from ``Reason`` (counted per reason, logged without the payload) and is
+acknowledged, so the broker does not deliver it again for ever.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel
+
+from protocol import messages
+from protocol.topics import Channel, TopicError, parse
+
+
+class Reason(StrEnum):
+    BAD_TOPIC = "bad_topic"                # not a VoxFleet topic, or a malformed device id
+    WRONG_CHANNEL = "wrong_channel"        # a down channel, or a kind that its channel does not carry
+    OVERSIZED = "oversized"                # over protocol.messages.MAX_MESSAGE_BYTES
+    MALFORMED = "malformed"                # not a JSON object
+    WRONG_VERSION = "wrong_version"        # a schema version this side does not speak
+    INVALID = "invalid"                    # JSON, right version, but breaks the schema
+    UNKNOWN_DEVICE = "unknown_device"      # no device has this topic id
+    UNPAIRED_DEVICE = "unpaired_device"    # the device was unpaired
+    TENANT_SUSPENDED = "tenant_suspended"  # its tenant is suspended
+    UNKNOWN_COMMAND = "unknown_command"    # a result for a command this device was never sent
+    STORAGE_REFUSED = "storage_refused"    # valid by the schema, refused by the database
+
+
+# The one kind each up channel carries.
+KINDS: dict[Channel, str] = {
+    Channel.EVENTS: "event_batch",
+    Channel.PRESENCE: "presence",
+    Channel.HEARTBEAT: "heartbeat",
+    Channel.CONFIG_ACK: "config_ack",
+    Channel.COMMAND_RESULT: "command_result",
+    Channel.TAP: "tap_frame",
+}
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A message as it came off the wire; ``generation`` is the connection it arrived on (acks must
+    go back on that same connection: packet ids are per connection)."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    received_at: datetime
+    generation: int = 0
+
+
+@dataclass(frozen=True)
+class Accepted:
+    inbound: Inbound
+    device_key: str
+    channel: Channel
+    message: BaseModel
+
+
+class Rejected(Exception):  # noqa: N818  (a verdict, raised and caught within ingest)
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def _reason(error: messages.MessageError) -> Reason:
+    text = str(error)
+    if text.startswith("payload of") and "exceeds" in text:
+        return Reason.OVERSIZED
+    if text.startswith(("not JSON", "not a JSON object")):
+        return Reason.MALFORMED
+    if text.startswith("unsupported version"):
+        return Reason.WRONG_VERSION
+    return Reason.INVALID
+
+
+def check(inbound: Inbound) -> Accepted:
+    """The validated message, or ``Rejected``. Decoding is protocol.messages.decode, unchanged."""
+    try:
+        parsed = parse(inbound.topic)
+    except TopicError as exc:
+        raise Rejected(Reason.BAD_TOPIC, str(exc)) from None
+    expected = KINDS.get(parsed.channel)
+    if expected is None:
+        raise Rejected(Reason.WRONG_CHANNEL, f"{parsed.channel.value} is a down channel")
+    if len(inbound.payload) > messages.MAX_MESSAGE_BYTES:
+        raise Rejected(Reason.OVERSIZED, f"payload of {len(inbound.payload)} bytes exceeds the "
+                                         f"{messages.MAX_MESSAGE_BYTES}-byte limit")
+    try:
+        message = messages.decode(inbound.payload)
+    except messages.MessageError as exc:
+        raise Rejected(_reason(exc), str(exc)) from None
+    kind = getattr(message, "kind", None)
+    if kind != expected:
+        raise Rejected(Reason.WRONG_CHANNEL, f"a {kind} on the {parsed.channel.value} channel "
+                                             f"(it carries {expected})")
+    return Accepted(inbound, parsed.device_id, parsed.channel, message)
