@@ -17,9 +17,11 @@ def _register() -> None:
     # device/ and cloud/ never import each other; the CLI is the one place that knows both.
     from cloud.cli import cloud
     from device.cli import device
+    from voxfleet.demo import demo
 
     main.add_command(device)
     main.add_command(cloud)
+    main.add_command(demo)
 
 
 _register()
