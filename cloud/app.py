@@ -30,9 +30,10 @@ def create_app(config: CloudConfig | None = None) -> Flask:
     db_session.init_app(app, config.database_url, config.database_role or None)
     register_error_handlers(app)
 
-    from cloud import api
+    from cloud import api, web
 
     api.register(app)
+    web.register(app)
     return app
 
 

@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,8 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:
         if not _is_api():
-            return exc
+            page = app.extensions.get("voxfleet.error_page")  # the portals' HTML error page
+            return page(exc) if page is not None else exc
         status = exc.code or 500
         # Keep the headers that tell a client what to do next (Allow on 405, Retry-After on 429).
         headers = {name: value for name, value in exc.get_headers()
@@ -76,5 +77,6 @@ def register_error_handlers(app: Flask) -> None:
         # The traceback goes to the log; the client gets no internals.
         log.exception("unhandled error on %s %s", request.method, request.path)
         if not _is_api():
-            return "Internal Server Error", 500
+            page = app.extensions.get("voxfleet.error_page")
+            return page(InternalServerError()) if page is not None else ("Internal Server Error", 500)
         return error_response(500, "internal_error", "an unexpected error occurred; it has been logged")
