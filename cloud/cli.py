@@ -202,6 +202,50 @@ def create_api_key(data_dir: Path | None, tenant_ref: str, scope: str, name: str
     click.echo(key)
 
 
+def _tenant_state(data_dir: Path | None, tenant_ref: str, suspend: bool, reason: str = "") -> None:
+    from cloud import admin as ops
+    from cloud.broker.admin import BrokerAdminError
+    from cloud.broker.runtime import broker_admin
+    from cloud.tenants import TenantStateError, reactivate_tenant, suspend_tenant
+
+    config = _config(data_dir)
+    session = _session(config)
+    try:
+        tenant = ops.find_tenant(session, tenant_ref)
+        broker = broker_admin(config)
+        try:
+            if suspend:
+                count = suspend_tenant(session, tenant.id, broker, "cli", reason=reason)
+                _info(f"{tenant.name} suspended: {count} device account(s) disabled and disconnected, "
+                      "API keys and sign-ins refused")
+            else:
+                count = reactivate_tenant(session, tenant.id, broker, "cli")
+                _info(f"{tenant.name} reactivated: {count} device account(s) enabled")
+        finally:
+            broker.close()
+    except (ops.AdminError, TenantStateError, BrokerAdminError) as exc:
+        _fail(str(exc))
+    finally:
+        session.close()
+
+
+@admin.command("suspend-tenant")
+@data_dir_option
+@click.argument("tenant_ref")
+@click.option("--reason", default="", help="Recorded in the audit log.")
+def suspend_tenant_cmd(data_dir: Path | None, tenant_ref: str, reason: str) -> None:
+    """Suspend a tenant: its devices are disconnected, its keys and people refused (audited)."""
+    _tenant_state(data_dir, tenant_ref, True, reason)
+
+
+@admin.command("reactivate-tenant")
+@data_dir_option
+@click.argument("tenant_ref")
+def reactivate_tenant_cmd(data_dir: Path | None, tenant_ref: str) -> None:
+    """Reactivate a suspended tenant: its devices may connect again without re-pairing."""
+    _tenant_state(data_dir, tenant_ref, False)
+
+
 # --- serve -----------------------------------------------------------------------------------------
 
 @cloud.command()

@@ -44,6 +44,14 @@ class BrokerAdmin(Protocol):
         """Revoke the account and drop its live connection; False if there was no such account."""
         ...
 
+    def disable_device(self, username: str) -> bool:
+        """Keep the account but refuse it and drop its connection (a suspended tenant's devices)."""
+        ...
+
+    def enable_device(self, username: str) -> bool:
+        """Let a disabled account connect again (the tenant was reactivated)."""
+        ...
+
     def ensure_service_account(self, username: str, password: str) -> None:
         """Create or update the cloud services' account (cloud.broker.acl.service_grants)."""
         ...

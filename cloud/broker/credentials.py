@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS broker_accounts (
     device_id     TEXT,
     password_hash TEXT NOT NULL,
     created_at    TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    disabled      INTEGER NOT NULL DEFAULT 0,
     CHECK ((kind = 'device') = (device_id IS NOT NULL))
 )
 """
@@ -56,6 +57,9 @@ class CredentialStore:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(broker_accounts)")}
+            if "disabled" not in columns:  # a store made before accounts could be disabled
+                db.execute("ALTER TABLE broker_accounts ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
@@ -88,6 +92,12 @@ class CredentialStore:
         with self._connect() as db:
             return db.execute("DELETE FROM broker_accounts WHERE username = ?", (username,)).rowcount > 0
 
+    def set_disabled(self, username: str, disabled: bool) -> bool:
+        """A disabled account keeps its password but cannot connect (a suspended tenant's devices)."""
+        with self._connect() as db:
+            return db.execute("UPDATE broker_accounts SET disabled = ? WHERE username = ?",
+                              (int(disabled), username)).rowcount > 0
+
     def get(self, username: str) -> Account | None:
         with self._connect() as db:
             row = db.execute("SELECT username, kind, device_id FROM broker_accounts WHERE username = ?",
@@ -95,8 +105,9 @@ class CredentialStore:
         return Account(row[0], row[1], row[2]) if row else None
 
     def usernames(self) -> set[str]:
+        """Accounts that may be connected now (the reconciler drops every other connection)."""
         with self._connect() as db:
-            return {row[0] for row in db.execute("SELECT username FROM broker_accounts")}
+            return {row[0] for row in db.execute("SELECT username FROM broker_accounts WHERE disabled = 0")}
 
     def verify(self, username: str | None, password: str | None) -> Account | None:
         """The account if the password is right, else None; slow on purpose (argon2), run off-loop."""
@@ -104,7 +115,7 @@ class CredentialStore:
             return None
         with self._connect() as db:
             row = db.execute("SELECT username, kind, device_id, password_hash FROM broker_accounts "
-                             "WHERE username = ?", (username,)).fetchone()
+                             "WHERE username = ? AND disabled = 0", (username,)).fetchone()
         try:
             self._hasher.verify(row[3] if row else self._dummy_hash, password or "")
         except (VerificationError, InvalidHashError):

@@ -200,6 +200,13 @@ class DynsecAdmin:
             log.info("dynsec: device account %s removed and disconnected", username)
         return existed
 
+    def disable_device(self, username: str) -> bool:
+        # disableClient also disconnects every connection of that username.
+        return self._ignore({"command": "disableClient", "username": username}, "Client not found")
+
+    def enable_device(self, username: str) -> bool:
+        return self._ignore({"command": "enableClient", "username": username}, "Client not found")
+
     def ensure_service_account(self, username: str, password: str) -> None:
         check_credentials(username, password)
         acls = role_acls(service_grants())

@@ -333,6 +333,19 @@ class EmbeddedBrokerAdmin:
             log.info("embedded broker: device account %s removed", username)
         return existed
 
+    def disable_device(self, username: str) -> bool:
+        existed = self.store.set_disabled(username, True)
+        if self.broker is not None and self.broker.running:
+            try:
+                self.broker.disconnect_user(username)
+            except (TimeoutError, EmbeddedBrokerError) as exc:
+                raise BrokerAdminError(f"account {username!r} disabled, but its connection was not dropped: "
+                                       f"{exc}") from exc
+        return existed
+
+    def enable_device(self, username: str) -> bool:
+        return self.store.set_disabled(username, False)
+
     def ensure_service_account(self, username: str, password: str) -> None:
         self.store.set_service(username, password)
         log.info("embedded broker: service account %s ready", username)

@@ -330,6 +330,19 @@ class BrokerContract:
         assert code is not None and code.is_failure
         assert broker.admin.remove_device(a.username) is False
 
+    def test_disabled_device_is_dropped_and_comes_back_when_enabled(self, broker: BrokerUnderTest) -> None:
+        """A suspended tenant's devices: refused while disabled, no re-pairing once enabled again."""
+        a = broker.device()
+        device = broker.device_client(a)
+        assert broker.admin.disable_device(a.username) is True
+        assert device.disconnected.wait(WAIT), f"{broker.name} kept the disabled device connected"
+        code = broker.probe(a.username, a.password, a.client_id).connect()
+        assert code is not None and code.is_failure
+        assert broker.admin.enable_device(a.username) is True
+        code = broker.probe(a.username, a.password, a.client_id).connect()
+        assert code is not None and not code.is_failure
+        assert broker.admin.disable_device("no-such-account") is False
+
     def test_adding_an_existing_username_is_refused(self, broker: BrokerUnderTest) -> None:
         a = broker.device()
         with pytest.raises(AccountExistsError):
