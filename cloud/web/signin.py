@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
 
 from cloud.admin import audit, normalise_email
 from cloud.db import User
@@ -32,7 +32,12 @@ bp = Blueprint("signin", __name__, template_folder="templates", static_folder="s
 
 PER_ADDRESS = Limit(burst=10, per_minute=10)
 PER_ACCOUNT = Limit(burst=5, per_minute=5)
-_throttle = RateLimiter()
+
+
+def _throttle() -> RateLimiter:
+    """Per app (each process holds its own buckets, as for the API: cloud/ratelimit.py)."""
+    return current_app.extensions.setdefault("voxfleet.signin_throttle", RateLimiter())
+
 SUSPENDED = "Your organisation's account is suspended. Contact the service operator."
 
 
@@ -62,8 +67,8 @@ def login():
         return render_template("login.html", email="", notice=g.get("signin_notice"))
     email = normalise_email(request.form.get("email", ""))[:320]
     password = request.form.get("password", "")
-    wait = max(_throttle.take(f"ip:{client_ip()}", PER_ADDRESS),
-               _throttle.take(f"email:{email}", PER_ACCOUNT))
+    wait = max(_throttle().take(f"ip:{client_ip()}", PER_ADDRESS),
+               _throttle().take(f"email:{email}", PER_ACCOUNT))
     if wait > 0:
         audit(get_db(), "anonymous", "signin.throttled", target=f"email:{email}", ip=client_ip())
         get_db().commit()
