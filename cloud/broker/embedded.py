@@ -321,26 +321,25 @@ class EmbeddedBrokerAdmin:
         self.store.add_device(device_id, username, password)
         log.info("embedded broker: device account %s created for %s", username, device_id)
 
-    def remove_device(self, username: str) -> bool:
-        existed = self.store.remove(username)
+    def _drop(self, username: str, what: str) -> None:
+        """Drop the live connection now when the broker runs here (else its reconciler does it)."""
         if self.broker is not None and self.broker.running:
             try:
                 self.broker.disconnect_user(username)
             except (TimeoutError, EmbeddedBrokerError) as exc:
-                raise BrokerAdminError(f"account {username!r} revoked, but its connection was not dropped: "
+                raise BrokerAdminError(f"account {username!r} {what}, but its connection was not dropped: "
                                        f"{exc}") from exc
+
+    def remove_device(self, username: str) -> bool:
+        existed = self.store.remove(username)
+        self._drop(username, "revoked")
         if existed:
             log.info("embedded broker: device account %s removed", username)
         return existed
 
     def disable_device(self, username: str) -> bool:
         existed = self.store.set_disabled(username, True)
-        if self.broker is not None and self.broker.running:
-            try:
-                self.broker.disconnect_user(username)
-            except (TimeoutError, EmbeddedBrokerError) as exc:
-                raise BrokerAdminError(f"account {username!r} disabled, but its connection was not dropped: "
-                                       f"{exc}") from exc
+        self._drop(username, "disabled")
         return existed
 
     def enable_device(self, username: str) -> bool:
