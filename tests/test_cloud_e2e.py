@@ -23,7 +23,8 @@ from tests.conftest import VOXFLEET, free_port
 
 pytestmark = pytest.mark.voice
 
-COMMANDS = ["What time is it?", "Set a timer for five minutes."]
+# Questions that leave no state behind: the voice stack is shared with tests that count timers.
+COMMANDS = ["What time is it?", "What day is it today?"]
 
 
 @dataclass

@@ -17,7 +17,8 @@ from tests.owned_broker import OwnedMosquitto, PersistentSubscriber
 
 pytestmark = pytest.mark.voice
 
-COMMANDS = ["What time is it?", "What day is it today?", "Set a timer for five minutes."]
+# Questions that leave no state behind: the voice stack is shared with tests that count timers.
+COMMANDS = ["What time is it?", "What day is it today?", "What year is it?"]
 
 
 def sync_state(stack) -> dict:

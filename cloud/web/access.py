@@ -143,7 +143,7 @@ def _load_user() -> None:
 
 def _enforce() -> Any:
     endpoint = request.endpoint
-    if endpoint is None or endpoint.endswith("static") or endpoint.startswith("api."):
+    if endpoint is None or endpoint.endswith("static") or request.path.startswith("/api/"):
         return None  # stylesheets and scripts are public; the API authenticates with keys
     roles = declared_roles(endpoint)
     if roles == (PUBLIC,):
