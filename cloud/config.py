@@ -36,11 +36,40 @@ ENVIRONMENT = {
     "VOXFLEET_BROKER_ADMIN_USERNAME": "broker_admin_username",
     "VOXFLEET_BROKER_ADMIN_PASSWORD": "broker_admin_password",
     "VOXFLEET_WEBHOOKS_ALLOW_PRIVATE": "webhooks_allow_private",
+    "VOXFLEET_SMTP_HOST": "smtp_host",
+    "VOXFLEET_SMTP_PORT": "smtp_port",
+    "VOXFLEET_SMTP_USERNAME": "smtp_username",
+    "VOXFLEET_SMTP_PASSWORD": "smtp_password",
+    "VOXFLEET_SMTP_FROM": "smtp_from",
+    "VOXFLEET_SMTP_SECURITY": "smtp_security",
+    "VOXFLEET_PASSWORD_RESET_MAX_AGE_S": "password_reset_max_age_s",
+    "VOXFLEET_KEYCLOAK_URL": "keycloak_url",
+    "VOXFLEET_KEYCLOAK_REALM": "keycloak_realm",
+    "VOXFLEET_KEYCLOAK_CLIENT_ID": "keycloak_client_id",
+    "VOXFLEET_KEYCLOAK_CLIENT_SECRET": "keycloak_client_secret",
+    "VOXFLEET_KEYCLOAK_OPERATORS": "keycloak_operators",
 }
 
 
 class ConfigError(ValueError):
     """Configuration that cannot be used; the message names the field and where it came from."""
+
+
+class KeycloakRealmConfig(BaseModel):
+    """One Keycloak realm the cloud signs people in with (a tenant's own, in ``[keycloak_tenants.SLUG]``).
+
+    The client is a confidential OIDC client with PKCE (S256) required and, for team management, a
+    service account holding the realm-management roles ``manage-users`` and ``view-users``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    server_url: str = Field(pattern=r"^https?://")
+    realm: str = Field(min_length=1, max_length=200)
+    client_id: str = Field(min_length=1, max_length=200)
+    client_secret: SecretStr | None = None
+    # TLS verification of the Keycloak server: true, false (never in production) or a CA bundle path.
+    verify_tls: bool | str = True
 
 
 class CloudConfig(BaseModel):
@@ -77,6 +106,37 @@ class CloudConfig(BaseModel):
     api_rate_limit_per_minute: float = Field(default=600, gt=0)
     api_ip_rate_limit_burst: int = Field(default=30, ge=1)
     api_ip_rate_limit_per_minute: float = Field(default=120, gt=0)
+    # Outgoing mail (invitations, password resets). Without smtp_host nothing is mailed: the links are
+    # shown to the administrator who made them instead. smtp_security: starttls (port 587), tls
+    # (implicit TLS, port 465) or none (a relay on localhost only).
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "VoxFleet <no-reply@localhost>"
+    smtp_security: str = Field(default="starttls", pattern=r"^(starttls|tls|none)$")
+    # How long a password reset link works (it also stops working once used).
+    password_reset_max_age_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    # Platform-wide Keycloak realm (sign-in for every tenant whose people it lists; see
+    # cloud/web/identity/keycloak.py for how a token's groups and organisation map to roles).
+    keycloak_url: str | None = None
+    keycloak_realm: str | None = None
+    keycloak_client_id: str | None = None
+    keycloak_client_secret: SecretStr | None = None
+    # Whether the platform realm may make operators (group /platform/platform_admin). Off by default:
+    # operators then sign in only with built-in accounts.
+    keycloak_operators: bool = False
+    # Tenants with a realm of their own, by tenant slug (TOML: [keycloak_tenants.acme]).
+    keycloak_tenants: dict[str, KeycloakRealmConfig] = Field(default_factory=dict)
+
+    @property
+    def keycloak(self) -> KeycloakRealmConfig | None:
+        """The platform-wide realm, when all of its URL, realm and client id are set."""
+        if not (self.keycloak_url and self.keycloak_realm and self.keycloak_client_id):
+            return None
+        return KeycloakRealmConfig(server_url=self.keycloak_url, realm=self.keycloak_realm,
+                                   client_id=self.keycloak_client_id,
+                                   client_secret=self.keycloak_client_secret)
 
     @field_validator("database_url")
     @classmethod

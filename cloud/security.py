@@ -107,3 +107,29 @@ def read_invite_token(secret_key: str, token: str, max_age: int = INVITE_MAX_AGE
 
 def invite_still_valid(fingerprint: str, password_hash: str | None) -> bool:
     return hmac.compare_digest(fingerprint, _fingerprint(password_hash))
+
+
+# Password reset links work like invite links (signed, expiring, void once the password changes) with a
+# salt of their own, so an invite link can never be replayed as a reset link or the other way round.
+RESET_MAX_AGE_S = 3600
+
+
+def reset_token(secret_key: str, user_id: str, password_hash: str | None) -> str:
+    serializer = URLSafeTimedSerializer(secret_key, salt="voxfleet.reset")
+    return serializer.dumps({"user": user_id, "fp": _fingerprint(password_hash)})
+
+
+class InvalidReset(ValueError):
+    pass
+
+
+def read_reset_token(secret_key: str, token: str, max_age: int = RESET_MAX_AGE_S) -> tuple[str, str]:
+    """(user id, fingerprint) from a valid reset token; check it with ``invite_still_valid``."""
+    serializer = URLSafeTimedSerializer(secret_key, salt="voxfleet.reset")
+    try:
+        data = serializer.loads(token, max_age=max_age)
+    except SignatureExpired:
+        raise InvalidReset("this password reset link has expired") from None
+    except BadSignature:
+        raise InvalidReset("this password reset link is not valid") from None
+    return data["user"], data["fp"]

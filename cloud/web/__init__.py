@@ -12,7 +12,7 @@ import importlib
 from flask import Flask
 
 # Each module defines ``bp`` (a Blueprint); imported and registered in this order.
-WEB_MODULES = ("signin", "operator", "tenant", "member")
+WEB_MODULES = ("signin", "account", "operator", "tenant", "member")
 
 
 def register(app: Flask) -> None:
