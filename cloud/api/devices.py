@@ -201,7 +201,8 @@ def _actor() -> str:
     return actor()
 
 
-def _config_state(device: Device) -> dict:
+def config_state(device: Device) -> dict:
+    """The latest desired config and acknowledgement of a device (API and portal)."""
     desired = scope().scalar(scope().select(DesiredConfig, DesiredConfig.device_id == device.id)
                              .order_by(DesiredConfig.version.desc()).limit(1))
     ack = scope().scalar(scope().select(ConfigAck, ConfigAck.device_id == device.id)
@@ -240,7 +241,7 @@ def list_devices():
           tag="devices", response=DeviceDetail, errors=(404,))
 def get_device_detail(device_id: uuid.UUID):
     row = get_device(device_id)
-    return {**device_out(row), "last_heartbeat": row.last_heartbeat, "config": _config_state(row)}
+    return {**device_out(row), "last_heartbeat": row.last_heartbeat, "config": config_state(row)}
 
 
 @endpoint("PATCH", "/devices/<uuid:device_id>", summary="Rename a device or move it to another project",
@@ -248,23 +249,38 @@ def get_device_detail(device_id: uuid.UUID):
 def update_device(device_id: uuid.UUID):
     body = parse_body(DeviceUpdate)
     row = get_device(device_id)
-    if body.project_id is not None and body.project_id != row.project_id:
-        if scope().get(Project, body.project_id) is None:
-            raise ApiError(422, "unknown_project", "project_id: no such project")
-        audit("device.move", f"device:{row.id}", old=str(row.project_id), new=str(body.project_id))
-        row.project_id = body.project_id
-    if body.name is not None and body.name != row.name:
-        audit("device.rename", f"device:{row.id}", old=row.name, new=body.name)
-        row.name = body.name
+    change_device(row, name=body.name, project_id=body.project_id)
     scope().commit()
     return device_out(row)
+
+
+def change_device(row: Device, *, name: str | None = None, project_id: uuid.UUID | None = None) -> Device:
+    """Rename and/or move a device (audited, not committed): shared by the API and the tenant portal.
+
+    Raises ApiError 422 ``unknown_project`` for a project that is not the caller's.
+    """
+    if project_id is not None and project_id != row.project_id:
+        if scope().get(Project, project_id) is None:
+            raise ApiError(422, "unknown_project", "project_id: no such project")
+        audit("device.move", f"device:{row.id}", old=str(row.project_id), new=str(project_id))
+        row.project_id = project_id
+    if name is not None and name != row.name:
+        audit("device.rename", f"device:{row.id}", old=row.name, new=name)
+        row.name = name
+    return row
 
 
 @endpoint("DELETE", "/devices/<uuid:device_id>",
           summary="Unpair: revoke the device's broker credentials and disconnect it",
           tag="devices", response=DeviceOut, errors=(404, 503))
 def unpair_device(device_id: uuid.UUID):
-    row = get_device(device_id)
+    return device_out(unpair(get_device(device_id)))
+
+
+def unpair(row: Device) -> Device:
+    """Revoke the device's broker credentials, mark it unpaired and offline, and commit: shared by the
+    API's DELETE and the tenant portal. Raises ApiError 503 when the broker cannot revoke now (nothing
+    is changed then, so the device is never shown unpaired while it can still connect)."""
     credentials = scope().all(DeviceCredential, DeviceCredential.device_id == row.id,
                               DeviceCredential.revoked_at.is_(None))
     config = current_app.extensions["voxfleet.config"]
@@ -291,7 +307,7 @@ def unpair_device(device_id: uuid.UUID):
         audit("device.unpair", f"device:{row.id}", device_key=row.device_key,
               credentials_revoked=len(credentials))
         scope().commit()
-    return device_out(row)
+    return row
 
 
 @endpoint("PUT", "/devices/<uuid:device_id>/config",
@@ -320,7 +336,7 @@ def put_device_config(device_id: uuid.UUID):
           summary="The latest desired config and the device's latest acknowledgement", tag="devices",
           response=ConfigState, errors=(404,))
 def get_device_config(device_id: uuid.UUID):
-    return _config_state(get_device(device_id))
+    return config_state(get_device(device_id))
 
 
 @endpoint("POST", "/devices/<uuid:device_id>/commands",

@@ -72,26 +72,53 @@ def list_api_keys():
     return {"items": [_out(r) for r in rows]}
 
 
+def create(name: str, scope_name: str) -> tuple[ApiKey, str]:
+    """Make a key and commit; returns the row and the key itself, which is never stored (API, portal)."""
+    row, key = _new_key(name, scope_name)
+    scope().flush()
+    audit("api_key.create", f"api_key:{row.prefix}", scope=scope_name)
+    scope().commit()
+    return row, key
+
+
+def revoke(row: ApiKey) -> ApiKey:
+    """Revoke at once and commit; revoking a revoked key changes nothing."""
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        audit("api_key.revoke", f"api_key:{row.prefix}")
+        scope().commit()
+    return row
+
+
+def rotate(old: ApiKey, overlap_seconds: int) -> tuple[ApiKey, str]:
+    """A new key with the old one's name and scope; the old one keeps working ``overlap_seconds`` more.
+    ApiError 409 for a revoked or expired key."""
+    now = utcnow()
+    if old.revoked_at is not None or (old.expires_at is not None and old.expires_at <= now):
+        raise ApiError(409, "api_key_inactive", "this key is revoked or expired; create a new one instead")
+    ends = now + timedelta(seconds=overlap_seconds)
+    # Rotating twice never lengthens the old key's life.
+    old.expires_at = min(old.expires_at, ends) if old.expires_at is not None else ends
+    row, key = _new_key(old.name, old.scope)
+    scope().flush()
+    audit("api_key.rotate", f"api_key:{old.prefix}", new=f"api_key:{row.prefix}",
+          overlap_seconds=overlap_seconds)
+    scope().commit()
+    return row, key
+
+
 @endpoint("POST", "/api-keys", summary="Create an API key; the response holds the key, shown once",
           tag="api keys", body=KeyCreate, response=NewKeyOut, status=201)
 def create_api_key():
     body = parse_body(KeyCreate)
-    row, key = _new_key(body.name, body.scope)
-    scope().flush()
-    audit("api_key.create", f"api_key:{row.prefix}", scope=body.scope)
-    scope().commit()
+    row, key = create(body.name, body.scope)
     return {**_out(row), "key": key}, 201
 
 
 @endpoint("DELETE", "/api-keys/<uuid:key_id>", summary="Revoke an API key at once", tag="api keys",
           response=KeyOut, errors=(404,))
 def revoke_api_key(key_id: uuid.UUID):
-    row = _live(key_id)
-    if row.revoked_at is None:
-        row.revoked_at = utcnow()
-        audit("api_key.revoke", f"api_key:{row.prefix}")
-        scope().commit()
-    return _out(row)
+    return _out(revoke(_live(key_id)))
 
 
 @endpoint("POST", "/api-keys/<uuid:key_id>/rotate",
@@ -99,16 +126,5 @@ def revoke_api_key(key_id: uuid.UUID):
           tag="api keys", body=KeyRotate, response=NewKeyOut, status=201, errors=(404, 409))
 def rotate_api_key(key_id: uuid.UUID):
     body = parse_body(KeyRotate)
-    old = _live(key_id)
-    now = utcnow()
-    if old.revoked_at is not None or (old.expires_at is not None and old.expires_at <= now):
-        raise ApiError(409, "api_key_inactive", "this key is revoked or expired; create a new one instead")
-    ends = now + timedelta(seconds=body.overlap_seconds)
-    # Rotating twice never lengthens the old key's life.
-    old.expires_at = min(old.expires_at, ends) if old.expires_at is not None else ends
-    row, key = _new_key(old.name, old.scope)
-    scope().flush()
-    audit("api_key.rotate", f"api_key:{old.prefix}", new=f"api_key:{row.prefix}",
-          overlap_seconds=body.overlap_seconds)
-    scope().commit()
+    row, key = rotate(_live(key_id), body.overlap_seconds)
     return {**_out(row), "key": key}, 201

@@ -17,9 +17,11 @@ from cloud import pairing
 from cloud.api.common import Input, Output, audit, endpoint, parse_body, scope
 from cloud.broker.admin import BrokerAdminError
 from cloud.broker.runtime import broker_admin, device_broker_url
+from cloud.db import Device
 from cloud.db.session import get_db
 from cloud.errors import ApiError
 from cloud.ratelimit import Limit, RateLimiter, retry_after_header
+from cloud.scoping import TenantScope
 
 POLL_INTERVAL_S = 3
 # Failed claims per tenant: 10 at once, then 10 a minute. The code space is 31^6 (~887 million) and a
@@ -116,18 +118,26 @@ def collect_pairing():
 @endpoint("POST", "/pairing/claim", summary="Claim the device showing a pairing code", tag="pairing",
           body=ClaimRequest, response=Claimed, status=201, errors=(400, 401, 403, 404, 409, 410, 429))
 def claim_pairing_code():
-    current = scope()
     body = parse_body(ClaimRequest)
+    device = claim(scope(), body.code, body.project_id, body.name)
+    return jsonify(Claimed.model_validate(device).model_dump(mode="json")), 201
+
+
+def claim(current: TenantScope, code: str, project_id: uuid.UUID, name: str | None,
+          claimed_by: uuid.UUID | None = None) -> Device:
+    """Claim a code for the tenant, audit it and commit (API and tenant portal). A failed claim counts
+    against the tenant's budget of wrong codes (429 once spent); other failures are ApiErrors with the
+    pairing error's status and code (404 unknown_code, 410 code_expired, 409 already_claimed, ...)."""
     bucket = f"claim:{current.tenant_id}"
     try:
-        device = pairing.claim(current, body.code, body.project_id, body.name)
+        device = pairing.claim(current, code, project_id, name, claimed_by)
     except pairing.PairingError as exc:
         wait = _claim_failures.take(bucket, CLAIM_FAILURES)
         if wait > 0:
             raise ApiError(429, "too_many_failed_claims", "too many wrong pairing codes; wait and try again",
                            headers={"Retry-After": retry_after_header(wait)}) from None
         raise _api_error(exc) from None
-    audit("device.paired", target=f"device:{device.id}", project_id=str(body.project_id),
+    audit("device.paired", target=f"device:{device.id}", project_id=str(project_id),
           device_key=device.device_key)
     current.commit()
-    return jsonify(Claimed.model_validate(device).model_dump(mode="json")), 201
+    return device

@@ -56,11 +56,16 @@ class UsageReport(Output):
     totals: UsageTotals
 
 
+# Buckets: the API offers day and month; the tenant portal also charts the last 24 hours by hour.
+PG_FORMATS = {"hour": 'YYYY-MM-DD"T"HH24:00', "day": "YYYY-MM-DD", "month": "YYYY-MM"}
+SQLITE_FORMATS = {"hour": "%Y-%m-%dT%H:00", "day": "%Y-%m-%d", "month": "%Y-%m"}
+
+
 def _bucket(column: Any, period: str, dialect: str) -> Any:
     """The period a timestamp falls in, as text, computed by the database in UTC."""
     if dialect == "postgresql":
-        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD" if period == "day" else "YYYY-MM")
-    return func.strftime("%Y-%m-%d" if period == "day" else "%Y-%m", column)
+        return func.to_char(func.timezone("UTC", column), PG_FORMATS[period])
+    return func.strftime(SQLITE_FORMATS[period], column)
 
 
 def _range(q: UsageQuery) -> tuple[datetime, datetime]:
@@ -78,23 +83,21 @@ def _range(q: UsageQuery) -> tuple[datetime, datetime]:
     return start, to
 
 
-@endpoint("GET", "/usage",
-          summary="Metered usage and session counts per day or month, optionally per device or project",
-          tag="usage", query=UsageQuery, response=UsageReport)
-def get_usage():
-    q = parse_query(UsageQuery)
-    start, to = _range(q)
+def aggregate(start: datetime, to: datetime, period: str, group_by: str | None) -> tuple[list[dict], dict]:
+    """Meters and session counts per period (``hour``, ``day`` or ``month``, in UTC) in [start, to),
+    optionally per ``device`` or ``project``: the rows (ordered by period, then key) and their totals.
+    Shared by GET /usage and the tenant portal's analytics page and CSV export."""
     current = scope()
     dialect = current.db.get_bind().dialect.name
-    group = {"device": "device_id", "project": "project_id"}.get(q.group_by or "")
+    group = {"device": "device_id", "project": "project_id"}.get(group_by or "")
 
-    meters_bucket = _bucket(UsageRecord.ts, q.period, dialect).label("period")
+    meters_bucket = _bucket(UsageRecord.ts, period, dialect).label("period")
     meter_cols = [meters_bucket] + ([getattr(UsageRecord, group).label("key")] if group else [])
     meter_stmt = (select(*meter_cols, *(func.coalesce(func.sum(getattr(UsageRecord, m)), 0).label(m)
                                         for m in METERS))
                   .where(current.criterion(UsageRecord), UsageRecord.ts >= start, UsageRecord.ts < to)
                   .group_by(*meter_cols))
-    session_bucket = _bucket(VoiceSession.started_at, q.period, dialect).label("period")
+    session_bucket = _bucket(VoiceSession.started_at, period, dialect).label("period")
     session_cols = [session_bucket] + ([getattr(VoiceSession, group).label("key")] if group else [])
     session_stmt = (select(*session_cols, func.count().label("sessions"))
                     .where(current.criterion(VoiceSession), VoiceSession.started_at >= start,
@@ -122,6 +125,16 @@ def get_usage():
     totals = {"sessions": sum(r["sessions"] for r in ordered)}
     for meter in METERS:
         totals[meter] = sum(r[meter] for r in ordered)
+    return ordered, totals
+
+
+@endpoint("GET", "/usage",
+          summary="Metered usage and session counts per day or month, optionally per device or project",
+          tag="usage", query=UsageQuery, response=UsageReport)
+def get_usage():
+    q = parse_query(UsageQuery)
+    start, to = _range(q)
+    ordered, totals = aggregate(start, to, q.period, q.group_by)
     report = UsageReport(period=q.period, group_by=q.group_by, from_=start, to=to,
                          rows=[UsageRow.model_validate(r) for r in ordered],
                          totals=UsageTotals.model_validate(totals))

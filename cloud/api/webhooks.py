@@ -145,12 +145,71 @@ def list_webhooks():
           body=WebhookCreate, response=WebhookWithSecret, status=201)
 def create_webhook():
     body = parse_body(WebhookCreate)
-    row = scope().add(Webhook(url=_check_url(body.url), events=list(body.events), secret=_secret(),
-                              description=body.description, active=body.active))
+    row = create(body.url, list(body.events), body.description, body.active)
+    return {**_out(row), "secret": row.secret}, 201
+
+
+def create(url: str, events: list[str], description: str = "", active: bool = True) -> Webhook:
+    """Register a webhook with a fresh signing secret and commit (API and portal). ApiError 400 for a
+    URL this server will not call."""
+    row = scope().add(Webhook(url=_check_url(url), events=sorted(set(events)), secret=_secret(),
+                              description=description, active=active))
     scope().flush()
     audit("webhook.create", f"webhook:{row.id}", events=row.events)
     scope().commit()
-    return {**_out(row), "secret": row.secret}, 201
+    return row
+
+
+def change(row: Webhook, changed: dict[str, Any]) -> Webhook:
+    """Apply ``changed`` (url, events, description, active) and commit; ApiError 400 for a bad URL."""
+    if "url" in changed:
+        row.url = _check_url(changed["url"])
+    if "events" in changed:
+        row.events = sorted(set(changed["events"]))
+    if "description" in changed:
+        row.description = changed["description"]
+    if "active" in changed:
+        row.active = changed["active"]
+    audit("webhook.update", f"webhook:{row.id}", fields=sorted(changed))
+    scope().commit()
+    return row
+
+
+def send_test(row: Webhook) -> tuple[WebhookDelivery, deliver.Attempt]:
+    """Send one signed test delivery now (one attempt, no retries) and log it like any delivery."""
+    now = utcnow()
+    key = uuid.uuid4()
+    body = {"type": TEST_EVENT, "id": str(key), "created_at": now.isoformat(),
+            "data": {"webhook_id": str(row.id), "message": "a test delivery from VoxFleet"}}
+    delivery = scope().add(WebhookDelivery(webhook_id=row.id, event_type=TEST_EVENT, delivery_key=key,
+                                           payload=body, status="pending", attempts=0, next_attempt_at=None))
+    scope().flush()
+    audit("webhook.test", f"webhook:{row.id}")
+    scope().commit()
+    # One attempt only: a test is about now, not about retrying for hours.
+    attempt = deliver.send(row, delivery, allow_private=allow_private())
+    deliver.record(scope(), delivery, attempt, max_attempts=1)
+    fresh = scope().get(WebhookDelivery, delivery.id)
+    assert fresh is not None
+    return fresh, attempt
+
+
+def delivery_page(row: Webhook, status: str | None, limit: int,
+                  cursor: str | None) -> tuple[list[WebhookDelivery], str | None]:
+    """A webhook's deliveries, newest first, and the next page's cursor (None on the last)."""
+    where: list[Any] = [WebhookDelivery.webhook_id == row.id]
+    if status is not None:
+        where.append(WebhookDelivery.status == status)
+    if cursor:
+        at, last = decode_cursor(cursor)
+        where.append(or_(WebhookDelivery.created_at < at,
+                         and_(WebhookDelivery.created_at == at, WebhookDelivery.id < last)))
+    rows = scope().all(WebhookDelivery, *where,
+                       order_by=[WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc()],
+                       limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (encode_cursor(rows[-1].created_at, rows[-1].id) if more else None)
 
 
 @endpoint("GET", "/webhooks/<uuid:webhook_id>", summary="One webhook", tag="webhooks", response=WebhookOut,
@@ -164,19 +223,7 @@ def get_webhook(webhook_id: uuid.UUID):
           body=WebhookUpdate, response=WebhookOut, errors=(404,))
 def update_webhook(webhook_id: uuid.UUID):
     body = parse_body(WebhookUpdate)
-    row = _get(webhook_id)
-    changed = body.model_dump(exclude_none=True)
-    if "url" in changed:
-        row.url = _check_url(changed["url"])
-    if "events" in changed:
-        row.events = list(changed["events"])
-    if "description" in changed:
-        row.description = changed["description"]
-    if "active" in changed:
-        row.active = changed["active"]
-    audit("webhook.update", f"webhook:{row.id}", fields=sorted(changed))
-    scope().commit()
-    return _out(row)
+    return _out(change(_get(webhook_id), body.model_dump(exclude_none=True)))
 
 
 @endpoint("POST", "/webhooks/<uuid:webhook_id>/rotate-secret",
@@ -193,32 +240,23 @@ def rotate_webhook_secret(webhook_id: uuid.UUID):
 @endpoint("DELETE", "/webhooks/<uuid:webhook_id>", summary="Delete a webhook and its delivery log",
           tag="webhooks", status=204, errors=(404,))
 def delete_webhook(webhook_id: uuid.UUID):
-    row = _get(webhook_id)
+    delete(_get(webhook_id))
+    return "", 204
+
+
+def delete(row: Webhook) -> None:
+    """Delete a webhook with its delivery log, and commit (API and portal)."""
     audit("webhook.delete", f"webhook:{row.id}", url_host=row.url.split("/")[2] if "//" in row.url else "")
     scope().delete(WebhookDelivery, WebhookDelivery.webhook_id == row.id)
     scope().remove(row)
     scope().commit()
-    return "", 204
 
 
 @endpoint("POST", "/webhooks/<uuid:webhook_id>/test",
           summary="Send a signed test delivery now and report the receiver's response code",
           tag="webhooks", response=TestResult, errors=(404,))
 def test_webhook(webhook_id: uuid.UUID):
-    row = _get(webhook_id)
-    now = utcnow()
-    key = uuid.uuid4()
-    body = {"type": TEST_EVENT, "id": str(key), "created_at": now.isoformat(),
-            "data": {"webhook_id": str(row.id), "message": "a test delivery from VoxFleet"}}
-    delivery = scope().add(WebhookDelivery(webhook_id=row.id, event_type=TEST_EVENT, delivery_key=key,
-                                           payload=body, status="pending", attempts=0, next_attempt_at=None))
-    scope().flush()
-    audit("webhook.test", f"webhook:{row.id}")
-    scope().commit()
-    # One attempt only: a test is about now, not about retrying for hours.
-    attempt = deliver.send(row, delivery, allow_private=allow_private())
-    deliver.record(scope(), delivery, attempt, max_attempts=1)
-    fresh = scope().get(WebhookDelivery, delivery.id)
+    fresh, attempt = send_test(_get(webhook_id))
     return {"delivery": DeliveryOut.model_validate(fresh).model_dump(mode="json"),
             "response_code": attempt.status, "delivered": attempt.ok}
 
@@ -228,18 +266,6 @@ def test_webhook(webhook_id: uuid.UUID):
           query=DeliveryQuery, response=DeliveryList, errors=(404,))
 def list_deliveries(webhook_id: uuid.UUID):
     q = parse_query(DeliveryQuery)
-    row = _get(webhook_id)
-    where: list[Any] = [WebhookDelivery.webhook_id == row.id]
-    if q.status is not None:
-        where.append(WebhookDelivery.status == q.status)
-    if q.cursor:
-        at, last = decode_cursor(q.cursor)
-        where.append(or_(WebhookDelivery.created_at < at,
-                         and_(WebhookDelivery.created_at == at, WebhookDelivery.id < last)))
-    rows = scope().all(WebhookDelivery, *where,
-                       order_by=[WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc()],
-                       limit=q.limit + 1)
-    more = len(rows) > q.limit
-    rows = rows[:q.limit]
+    rows, next_cursor = delivery_page(_get(webhook_id), q.status, q.limit, q.cursor)
     return {"items": [DeliveryOut.model_validate(r).model_dump(mode="json") for r in rows],
-            "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id) if more else None}
+            "next_cursor": next_cursor}

@@ -1,0 +1,141 @@
+"""What the tenant and member portals share: reading ids and times from forms, turning the API's
+errors into messages beside a field, formatting times, and the queries behind the dashboards."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import Blueprint, abort
+from sqlalchemy import func, select
+
+from cloud.db import AuditEntry, Device, Project, VoiceSession
+from cloud.errors import ApiError
+from cloud.scoping import TenantScope
+from cloud.web.access import scope
+
+# End states that mean the device did not do what was asked (the "failed intents" of the dashboard).
+FAILED_STATES = ("not_understood", "no_transcript", "error")
+OUTCOMES = (
+    "answered",
+    "handled",
+    "not_understood",
+    "no_speech",
+    "no_transcript",
+    "error",
+    "cancelled",
+    "open",
+)
+
+
+def as_uuid(value: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def owned(model: type, id_: Any) -> Any:
+    """The signed-in tenant's row with this id, else 404 (another tenant's id looks like no id at all)."""
+    row = scope().get(model, id_)
+    if row is None:
+        abort(404)
+    return row
+
+
+def parse_when(value: str | None) -> datetime | None:
+    """A date or date-time typed into a form (``datetime-local`` or ``date``), read as UTC.
+
+    Raises ValueError for text that is neither, so the form can say so beside the field.
+    """
+    value = (value or "").strip()
+    if not value:
+        return None
+    when = datetime.fromisoformat(value)
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def message(exc: ApiError) -> str:
+    """An API error as a sentence for a person: capitalised, without the API's field prefix."""
+    text = exc.message
+    head, sep, rest = text.partition(": ")
+    if sep and head.replace("_", "").isalnum() and " " not in head:
+        text = rest
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
+def fmt_time(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
+
+
+def fmt_ago(value: datetime | None) -> str:
+    """How long ago, in words a person reads at a glance ("4 min ago")."""
+    if value is None:
+        return "never"
+    seconds = (datetime.now(UTC) - value).total_seconds()
+    if seconds < 0:
+        return "just now"
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            n = int(seconds // size)
+            return f"{n} {unit}{'s' if unit == 'day' and n != 1 else ''} ago"
+    return f"{int(seconds)} s ago"
+
+
+def fmt_ms(value: Any) -> str:
+    if value is None:
+        return "—"
+    return f"{float(value) / 1000:.2f} s" if float(value) >= 1000 else f"{float(value):.0f} ms"
+
+
+def register_filters(bp: Blueprint) -> None:
+    bp.add_app_template_filter(fmt_time, "when")
+    bp.add_app_template_filter(fmt_ago, "ago")
+    bp.add_app_template_filter(fmt_ms, "ms")
+
+
+# --- queries the dashboards share ----------------------------------------------------------------------
+
+
+def names(current: TenantScope) -> tuple[dict[uuid.UUID, str], dict[uuid.UUID, str]]:
+    """Device and project names by id, for lists that show them beside sessions and usage."""
+    devices = {d.id: d.name for d in current.all(Device, order_by=Device.name)}
+    projects = {p.id: p.name for p in current.all(Project, order_by=Project.name)}
+    return devices, projects
+
+
+def dashboard(current: TenantScope) -> dict[str, Any]:
+    """The figures of a tenant's dashboard, each one query on indexed columns."""
+    now = datetime.now(UTC)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    week = now - timedelta(days=7)
+    paired = Device.status == "paired"
+    top = current.execute(
+        select(VoiceSession.intent_skill, VoiceSession.intent_name, func.count().label("n"))
+        .where(
+            current.criterion(VoiceSession),
+            VoiceSession.started_at >= week,
+            VoiceSession.intent_name.is_not(None),
+        )
+        .group_by(VoiceSession.intent_skill, VoiceSession.intent_name)
+        .order_by(func.count().desc(), VoiceSession.intent_name)
+        .limit(5)
+    ).all()
+    failed_where = (VoiceSession.started_at >= week, VoiceSession.end_state.in_(FAILED_STATES))
+    return {
+        "devices_online": current.count(Device, paired, Device.presence == "online"),
+        "devices_paired": current.count(Device, paired),
+        "sessions_today": current.count(VoiceSession, VoiceSession.started_at >= today),
+        "sessions_week": current.count(VoiceSession, VoiceSession.started_at >= week),
+        "failed_week": current.count(VoiceSession, *failed_where),
+        "top_intents": [{"skill": r[0], "intent": r[1], "count": r[2]} for r in top],
+        "failed": current.all(VoiceSession, *failed_where, order_by=VoiceSession.started_at.desc(), limit=5),
+        "recent_sessions": current.all(
+            VoiceSession, order_by=[VoiceSession.started_at.desc(), VoiceSession.id.desc()], limit=8
+        ),
+    }
+
+
+def recent_activity(current: TenantScope, limit: int = 10) -> list[AuditEntry]:
+    return current.all(AuditEntry, order_by=[AuditEntry.at.desc(), AuditEntry.id.desc()], limit=limit)

@@ -1,0 +1,32 @@
+"""The tenant dashboard: the fleet at a glance (devices online, sessions, top and failed intents,
+recent activity)."""
+
+from __future__ import annotations
+
+from flask import render_template
+
+from cloud.db import User
+from cloud.web.access import TENANT_ADMINS, allow, scope
+from cloud.web.tenant import bp
+from cloud.web.tenant.common import dashboard as figures
+from cloud.web.tenant.common import names, recent_activity
+
+
+def actors(current) -> dict[str, str]:
+    """``user:<id>`` -> a person's name or email, so the activity list names people, not ids."""
+    return {f"user:{u.id}": (u.name or u.email) for u in current.all(User)}
+
+
+@bp.get("/")
+@allow(*TENANT_ADMINS)
+def dashboard():
+    current = scope()
+    devices, projects = names(current)
+    return render_template(
+        "tenant/dashboard.html",
+        stats=figures(current),
+        device_names=devices,
+        activity=recent_activity(current),
+        actors=actors(current),
+        ep="tenant",
+    )
