@@ -21,6 +21,14 @@ Decisions:
   recomputed from the stored set of its events ordered by ``seq`` (rows locked ``FOR UPDATE`` on
   PostgreSQL so two workers on one session take turns), presence and heartbeats only move forward
   in time (``ts`` newer than the stored one).
+- Locks. Two workers often hold batches of the same sessions (a session cut by a batch boundary),
+  so every worker takes its row locks in one fixed order: tenant by tenant (sorted), within a
+  tenant first the session rows (inserted, then locked, each step sorted), then device rows
+  (sorted by device). They take turns and never deadlock; should PostgreSQL still abort a cycle as
+  a deadlock or a serialization failure, it is retried at once (nothing was acknowledged).
+- Cost. Rows go in bulk (PostgreSQL: COPY into a staging table, one INSERT per table per tenant
+  per cycle, cloud/scoping.py), reference checks are made once per id per cycle, and a session
+  created in a cycle is summarized from that cycle's events without reading anything back.
 - Tap frames (live bus view) are validated, counted (``tap_frames``) and dropped: with a shared
   subscription each worker would see only a share of them, so a live view must subscribe to the
   one device's tap topic itself, while someone watches.

@@ -35,7 +35,7 @@ from cloud.db import (
 )
 from cloud.ingest.sessions import StoredEvent, clean_text, summarize
 from cloud.ingest.validate import Accepted, Reason, Rejected
-from cloud.scoping import PlatformScope, TenantScope
+from cloud.scoping import JsonText, PlatformScope, TenantScope
 from cloud.webhooks.enqueue import enqueue
 from protocol import messages
 from protocol.topics import Channel
@@ -109,16 +109,42 @@ def write_cycle(db: Session, items: list[Accepted], now: datetime) -> Report:
             report.tap_frames += 1
         else:
             by_tenant[ref.tenant_id].append((index, accepted, ref))
-    for tenant_id, tenant_items in by_tenant.items():
-        _TenantWriter(TenantScope(db, tenant_id), now, report).write(tenant_items)
+    # Tenants in one fixed order, in every worker: a worker takes its row locks tenant by tenant, so
+    # two workers whose cycles share tenants never wait on each other in a circle (deadlock). What
+    # needs no database (rows, ids, JSON, summaries) is made for every tenant before the first lock:
+    # another worker waiting for this cycle's session rows waits for the writes only.
+    writers = [_TenantWriter(db, tenant_id, now, report, by_tenant[tenant_id])
+               for tenant_id in sorted(by_tenant)]
+    for writer in writers:
+        writer.prepare()
+    for writer in writers:
+        writer.write()
     return report
 
 
+@dataclass
+class _Prepared:
+    """One tenant's event rows of a cycle, made before any lock; ``session_id`` is filled in once
+    the session rows are claimed (``keys[i]`` is the session of ``events[i]``, or None)."""
+
+    batches: list[tuple[int, Accepted, DeviceRef]]
+    refs: dict[uuid.UUID, DeviceRef]
+    events: list[dict[str, Any]]
+    keys: list[tuple[uuid.UUID, str] | None]
+    usage: list[dict[str, Any]]
+    sessions: list[dict[str, Any]]  # a new row for each session of the cycle, in key order
+    summaries: dict[tuple[uuid.UUID, str], dict[str, Any]]
+
+
 class _TenantWriter:
-    def __init__(self, scope: TenantScope, now: datetime, report: Report) -> None:
-        self.scope = scope
+    def __init__(self, db: Session, tenant_id: uuid.UUID, now: datetime, report: Report,
+                 items: list[tuple[int, Accepted, DeviceRef]]) -> None:
+        self.db = db
+        self.tenant_id = tenant_id
         self.now = now
         self.report = report
+        self.items = items
+        self._prepared: _Prepared | None = None
         self._hooks: set[str] | None = None
 
     def _subscribed(self, event_type: str) -> bool:
@@ -132,11 +158,53 @@ class _TenantWriter:
         if self._subscribed(event_type):
             enqueue(self.scope, event_type, payload, uuid.uuid5(WEBHOOK_NAMESPACE, cause))
 
-    def write(self, items: list[tuple[int, Accepted, DeviceRef]]) -> None:
-        batches = [(i, a, r) for i, a, r in items if a.channel is Channel.EVENTS]
-        if batches:
-            self._events(batches)
-        for index, accepted, ref in items:
+    def prepare(self) -> None:
+        """This tenant's event, usage and new session rows, without touching the database."""
+        batches = [(i, a, r) for i, a, r in self.items if a.channel is Channel.EVENTS]
+        if not batches:
+            return
+        now = self.now
+        refs = {ref.id: ref for _, _, ref in batches}
+        seen: set[tuple[uuid.UUID, uuid.UUID]] = set()
+        events: list[dict[str, Any]] = []
+        keys: list[tuple[uuid.UUID, str] | None] = []
+        usage: list[dict[str, Any]] = []
+        # Summaries of this cycle's events read their fields straight from the validated models (the
+        # same values their stored JSON holds); the JSON is made once, by pydantic, and stored as is.
+        in_cycle: dict[tuple[uuid.UUID, str], list[StoredEvent]] = defaultdict(list)
+        for _, accepted, ref in batches:
+            for event in accepted.message.events:  # type: ignore[attr-defined]
+                self.report.saw(event.ts)
+                if (ref.id, event.event_id) in seen:
+                    self.report.duplicate_events += 1
+                    continue
+                seen.add((ref.id, event.event_id))
+                key = (ref.id, event.session_id) if event.session_id else None
+                if key is not None:
+                    in_cycle[key].append(StoredEvent(event.seq, event.type, event.ts, vars(event)))
+                keys.append(key)
+                events.append({
+                    "id": new_id(), "device_id": ref.id, "event_id": event.event_id, "seq": event.seq,
+                    "session_id": None, "type": event.type, "ts": event.ts, "received_at": now,
+                    "payload": JsonText(event.model_dump_json(exclude_none=True))})
+                if event.type == "usage":
+                    usage.append({"id": new_id(), "device_id": ref.id, "project_id": ref.project_id,
+                                  "event_id": event.event_id, "ts": event.ts, "received_at": now,
+                                  **{m: getattr(event, m) for m in USAGE_METERS}})
+        summaries = {key: summarize(in_cycle[key]) for key in sorted(in_cycle)}
+        sessions = [{"id": new_id(), "device_id": device_id, "project_id": refs[device_id].project_id,
+                     "session_key": session_key, **summary}
+                    for (device_id, session_key), summary in summaries.items()]
+        self._prepared = _Prepared(batches, refs, events, keys, usage, sessions, summaries)
+
+    def write(self) -> None:
+        """Write this tenant's rows, taking its locks (sessions, then devices) in the fixed order."""
+        self.scope: TenantScope = TenantScope(self.db, self.tenant_id)
+        if self._prepared is not None:
+            self._events(self._prepared)
+        # Device rows are locked by the updates below: device by device in one fixed order (a stable
+        # sort, so one device's messages keep their arrival order), for the same reason as tenants.
+        for index, accepted, ref in sorted(self.items, key=lambda item: item[2].id):
             message = accepted.message
             if isinstance(message, messages.Presence):
                 self._presence(ref, message)
@@ -151,90 +219,60 @@ class _TenantWriter:
 
     # --- events and sessions ---------------------------------------------------------------------
 
-    def _events(self, batches: list[tuple[int, Accepted, DeviceRef]]) -> None:
-        scope, now = self.scope, self.now
-        refs = {ref.id: ref for _, _, ref in batches}
-        candidates: list[tuple[DeviceRef, Any]] = []
-        seen: set[tuple[uuid.UUID, uuid.UUID]] = set()
-        for _, accepted, ref in batches:
-            for event in accepted.message.events:  # type: ignore[attr-defined]
-                self.report.saw(event.ts)
-                key = (ref.id, event.event_id)
-                if key in seen:
-                    self.report.duplicate_events += 1
-                    continue
-                seen.add(key)
-                candidates.append((ref, event))
-        self._dropped(batches)
-
-        # Sessions: lock the existing rows (PostgreSQL: two workers holding batches of one session
-        # then recompute it one after the other, each seeing the other's committed events).
-        wanted = sorted({(ref.id, e.session_id) for ref, e in candidates if e.session_id})
-        in_cycle: dict[tuple[uuid.UUID, str], list[StoredEvent]] = defaultdict(list)
-        payloads: dict[int, dict[str, Any]] = {}
-        for ref, event in candidates:
-            payload = event.model_dump(mode="json", exclude_none=True)
-            payloads[id(event)] = payload
-            if event.session_id:
-                in_cycle[(ref.id, event.session_id)].append(
-                    StoredEvent(event.seq, event.type, event.ts, payload))
-        sessions = self._lock_sessions(wanted)
-        created: dict[tuple[uuid.UUID, str], uuid.UUID] = {}
-        summaries: dict[tuple[uuid.UUID, str], dict[str, Any]] = {}
-        missing = [key for key in wanted if key not in sessions]
-        if missing:
-            rows = []
-            for device_id, session_key in missing:
-                key, row_id = (device_id, session_key), new_id()
-                created[key] = row_id
-                summaries[key] = summarize(in_cycle[key])
-                rows.append({"id": row_id, "device_id": device_id, "project_id": refs[device_id].project_id,
-                             "session_key": session_key, **summaries[key]})
-            inserted = scope.insert_rows(VoiceSession, rows, ignore_duplicates=True)
-            if inserted < len(rows):  # another worker made some of them meanwhile: theirs stand
-                for row in self._lock_sessions(missing).values():
-                    key = (row.device_id, row.session_key)
-                    sessions[key] = row
-                    if row.id != created.get(key):
-                        created.pop(key, None)
-        session_ids = {key: row.id for key, row in sessions.items()} | created
-
-        event_rows, usage_rows = [], []
-        for ref, event in candidates:
-            event_rows.append({
-                "id": new_id(), "device_id": ref.id, "event_id": event.event_id, "seq": event.seq,
-                "session_id": session_ids.get((ref.id, event.session_id)) if event.session_id else None,
-                "type": event.type, "ts": event.ts, "received_at": now, "payload": payloads[id(event)]})
-            if event.type == "usage":
-                usage_rows.append({"id": new_id(), "device_id": ref.id, "project_id": ref.project_id,
-                                   "event_id": event.event_id, "ts": event.ts, "received_at": now,
-                                   **{m: getattr(event, m) for m in USAGE_METERS}})
-        stored = scope.insert_rows(SessionEvent, event_rows, ignore_duplicates=True)
-        scope.insert_rows(UsageRecord, usage_rows, ignore_duplicates=True)
+    def _events(self, prepared: _Prepared) -> None:
+        scope = self.scope
+        self._dropped(prepared.batches)
+        sessions, created = self._claim_sessions(prepared)
+        for row, key in zip(prepared.events, prepared.keys, strict=True):
+            if key is not None:
+                row["session_id"] = sessions[key].id
+        stored = scope.insert_rows(SessionEvent, prepared.events, ignore_duplicates=True)
+        scope.insert_rows(UsageRecord, prepared.usage, ignore_duplicates=True)
         self.report.stored_events += stored
-        self.report.duplicate_events += len(event_rows) - stored
+        self.report.duplicate_events += len(prepared.events) - stored
+        refs, summaries = prepared.refs, prepared.summaries
 
-        for key, row_id in created.items():
+        for key in created:
             summary = summaries[key]
             if summary["ended_at"] is not None:
-                self._session_completed(refs[key[0]], key[1], row_id, summary)
+                self._session_completed(refs[key[0]], key[1], sessions[key].id, summary)
         if stored == 0:
             return  # a replay: nothing new, nothing to recompute
         existing = {key: row for key, row in sessions.items() if key not in created}
         if existing:
             self._recompute(existing, refs)
 
-    def _lock_sessions(self, keys: list[tuple[uuid.UUID, str]]) -> dict[tuple[uuid.UUID, str], VoiceSession]:
-        if not keys:
-            return {}
-        device_ids = sorted({d for d, _ in keys})
-        session_keys = sorted({k for _, k in keys})
-        wanted = set(keys)
+    def _claim_sessions(self, prepared: _Prepared
+                        ) -> tuple[dict[tuple[uuid.UUID, str], VoiceSession], set[tuple[uuid.UUID, str]]]:
+        """Make sure every session of this cycle has its row, and lock those rows until the commit.
+
+        In two steps, each in one fixed order (the same in every worker), so that two workers holding
+        batches of the same sessions take turns instead of deadlocking:
+        1. INSERT a row for every session, ON CONFLICT DO NOTHING, sorted by (device, session key),
+           summarized from this cycle's events. A row another worker is inserting makes this wait
+           for that worker's commit; a committed row is left as it is.
+        2. SELECT them all FOR UPDATE, ordered by id: only committed rows (or this cycle's own) can
+           be locked here, so step 1's waits and step 2's never form a circle.
+        Returns the rows by key and the keys whose row this cycle created (their summary is already
+        whole: no event of theirs was stored before).
+        """
+        if not prepared.sessions:
+            return {}, set()
+        inserted = self.scope.insert_rows(VoiceSession, prepared.sessions, ignore_duplicates=True)
+        mine = {(row["device_id"], row["session_key"]): row["id"] for row in prepared.sessions}
+        device_ids = sorted({d for d, _ in mine})
+        session_keys = sorted({k for _, k in mine})
         stmt = (self.scope.select(VoiceSession, VoiceSession.device_id.in_(device_ids),
                                   VoiceSession.session_key.in_(session_keys))
                 .order_by(VoiceSession.id).with_for_update())
-        return {(row.device_id, row.session_key): row for row in self.scope.scalars(stmt)
-                if (row.device_id, row.session_key) in wanted}
+        sessions = {(row.device_id, row.session_key): row for row in self.scope.scalars(stmt)
+                    if (row.device_id, row.session_key) in mine}
+        created = {key for key, row in sessions.items() if row.id == mine[key]}
+        if len(sessions) != len(mine) or len(created) != inserted:
+            # A session row deleted meanwhile (its device removed): the transaction cannot go on.
+            raise RuntimeError(f"expected {len(mine)} session rows ({inserted} new), found "
+                               f"{len(sessions)} ({len(created)} new)")
+        return sessions, created
 
     def _recompute(self, rows: dict[tuple[uuid.UUID, str], VoiceSession],
                    refs: dict[uuid.UUID, DeviceRef]) -> None:
@@ -259,6 +297,8 @@ class _TenantWriter:
 
     def _session_completed(self, ref: DeviceRef, session_key: str, row_id: uuid.UUID,
                            summary: dict[str, Any]) -> None:
+        if not self._subscribed("session.completed"):
+            return  # most tenants have no webhook: do not build a payload for nothing
         payload = {
             "session_id": str(row_id), "device_id": str(ref.id), "device_key": ref.key,
             "device_name": ref.name, "session_key": session_key,
@@ -289,7 +329,7 @@ class _TenantWriter:
             if not ids & known:  # neither stored before nor seen earlier in this cycle
                 per_device[ref.id] += batch.dropped  # type: ignore[attr-defined]
             known |= ids
-        for device_id, dropped in per_device.items():
+        for device_id, dropped in sorted(per_device.items()):  # rows locked in one fixed order
             self.report.dropped_reported += dropped
             where = [DeviceIngest.device_id == device_id]
             add = {"events_dropped": DeviceIngest.events_dropped + dropped, "updated_at": self.now}

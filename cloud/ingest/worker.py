@@ -1,7 +1,7 @@
 """One ingest worker: an MQTT connection as the cloud's service account, and a thread that stores.
 
-paho's network thread only queues what arrives; the store thread takes whatever has queued up
-(a cycle, bounded by ``max_messages``), writes it in one transaction, commits, and only then
+paho's network thread validates what arrives and queues it; the store thread takes whatever has
+queued up (a cycle, bounded by ``max_messages``), writes it in one transaction, commits, and only then
 acknowledges each message (paho ``manual_ack``), in arrival order. A worker that dies before its
 commit acknowledged nothing, so the broker delivers those messages again to the same persistent
 session (``clean_session=False``, stable client id) when the worker comes back; storage is
@@ -52,6 +52,16 @@ def message_specific(exc: BaseException) -> bool:
     return isinstance(exc, ValueError | OverflowError)
 
 
+# PostgreSQL's "try again" errors: a deadlock it broke by aborting this transaction, a serialization
+# failure. Nothing is wrong with the database or the messages; the cycle is retried at once.
+RETRY_AT_ONCE = frozenset({"40P01", "40001"})
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether the database aborted the cycle only because of another transaction (retry it now)."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) in RETRY_AT_ONCE
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
@@ -80,7 +90,7 @@ class IngestWorker:
         self.stats = WorkerStats(worker_id, socket.gethostname())
         self.connected = threading.Event()
         self.subscribed = threading.Event()
-        self._queue: queue.Queue[Inbound] = queue.Queue()
+        self._queue: queue.Queue[tuple[Inbound, Accepted | Rejected]] = queue.Queue()
         self._stop = threading.Event()
         self._generation = 0
         self._ack_lock = threading.Lock()
@@ -138,8 +148,16 @@ class IngestWorker:
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         now = utcnow()
         self.stats.message_received(now)
-        self._queue.put(Inbound(message.topic, bytes(message.payload), message.mid, message.qos, now,
-                                self._generation))
+        inbound = Inbound(message.topic, bytes(message.payload), message.mid, message.qos, now,
+                          self._generation)
+        # Validated here, in paho's network thread: decoding then overlaps the store thread's waits
+        # on the database instead of adding to each cycle.
+        verdict: Accepted | Rejected
+        try:
+            verdict = check(inbound)
+        except Rejected as rejected:
+            verdict = rejected
+        self._queue.put((inbound, verdict))
 
     # --- life cycle ---------------------------------------------------------------------------------
 
@@ -196,7 +214,7 @@ class IngestWorker:
                     log.warning("ingest %s: could not record statistics: %s", self.worker_id,
                                 _first_line(exc))
 
-    def _take(self, timeout: float) -> list[Inbound]:
+    def _take(self, timeout: float) -> list[tuple[Inbound, Accepted | Rejected]]:
         try:
             items = [self._queue.get(timeout=timeout)]
         except queue.Empty:
@@ -215,20 +233,21 @@ class IngestWorker:
                     break
         return items
 
-    def _handle(self, items: list[Inbound]) -> None:
+    def _handle(self, items: list[tuple[Inbound, Accepted | Rejected]]) -> None:
         accepted: list[Accepted] = []
-        for inbound in items:
-            try:
-                accepted.append(check(inbound))
-            except Rejected as verdict:
+        for inbound, verdict in items:
+            if isinstance(verdict, Rejected):
                 self.stats.rejected_verdict(verdict, inbound.topic)
+            else:
+                accepted.append(verdict)
         if accepted and not self._store(accepted):
             return  # stopping before the database came back: nothing acknowledged, nothing lost
-        self._ack(items)
+        self._ack([inbound for inbound, _ in items])
 
     def _store(self, accepted: list[Accepted]) -> bool:
         """Commit the cycle; True once it is committed or its refused messages rejected for good."""
         delay = 0.5
+        at_once = 3  # immediate retries left for deadlocks and serialization failures
         while True:
             try:
                 self._commit(accepted)
@@ -239,6 +258,11 @@ class IngestWorker:
                     break
                 if self._stop.is_set():
                     return False
+                if transient(exc) and at_once > 0:
+                    at_once -= 1
+                    log.info("ingest %s: a cycle of %d messages met another worker's transaction (%s); "
+                             "retrying it now", self.worker_id, len(accepted), _first_line(exc))
+                    continue
                 log.warning("ingest %s: cannot store a cycle of %d messages (%s); retrying in %.1fs",
                             self.worker_id, len(accepted), _first_line(exc), delay,
                             exc_info=not isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError))

@@ -159,7 +159,30 @@ def test_insert_rows_stores_an_event_once(database):
         rows = [{"device_id": device_id, "event_id": e, "ts": utcnow(), "wake_words": 1} for e in event_ids]
         assert scope.insert_rows(UsageRecord, rows, ignore_duplicates=True) == 3
         assert scope.insert_rows(UsageRecord, rows[:2], ignore_duplicates=True) == 0
+        # The count is what was really inserted: two known rows around a new one give 1, not 3.
+        fresh = {"device_id": device_id, "event_id": uuid.uuid4(), "ts": utcnow(), "wake_words": 1}
+        assert scope.insert_rows(UsageRecord, [rows[0], fresh, rows[1]], ignore_duplicates=True) == 1
         scope.commit()
-        assert scope.count(UsageRecord) == 3
+        assert scope.count(UsageRecord) == 4
         stored = scope.first(UsageRecord)
         assert stored.ts.tzinfo is not None and stored.received_at.utcoffset().total_seconds() == 0
+
+
+def test_a_reference_checked_once_does_not_let_another_tenants_reference_through(database):
+    """The scope remembers ids it found to be its tenant's (one check per id); an id it has not
+    checked, such as another tenant's device next to a remembered one, is still checked and refused."""
+    from cloud.db import UsageRecord
+
+    with database.sessions() as db:
+        own, other = build(db, [([0], 0), ([0], 0)])
+        scope = TenantScope(db, own.tenant_id)
+        mine, theirs = next(iter(own.device_ids)), next(iter(other.device_ids))
+
+        def row(device_id: uuid.UUID) -> dict:
+            return {"device_id": device_id, "event_id": uuid.uuid4(), "ts": utcnow(), "wake_words": 1}
+
+        assert scope.insert_rows(UsageRecord, [row(mine)], ignore_duplicates=True) == 1
+        assert scope.insert_rows(UsageRecord, [row(mine)], ignore_duplicates=True) == 1
+        with pytest.raises(CrossTenantError):
+            scope.insert_rows(UsageRecord, [row(mine), row(theirs)], ignore_duplicates=True)
+        db.rollback()
