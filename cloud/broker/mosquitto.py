@@ -106,6 +106,9 @@ def write_config(path: Path, *, port: int, dynsec_state: Path, host: str = "127.
         f"listener {port} {host}",
         f"plugin {plugin or find_dynsec_plugin()}",
         f"plugin_opt_config_file {dynsec_state}",
+        # Mosquitto drops QoS 1 messages for a persistent session beyond 1000 queued by default: an
+        # ingest worker that lags (or restarts) would lose events devices already consider delivered.
+        "max_queued_messages 1000000",
     ]
     if persistence_dir is not None:
         lines += ["persistence true", f"persistence_location {persistence_dir}/"]

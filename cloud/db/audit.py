@@ -19,7 +19,8 @@ class AuditEntry(Scoped, IdMixin, Base):
     __tablename__ = "audit_log"
     __tenancy__ = "linked"
     __append_only__ = True
-    __table_args__ = (Index("ix_audit_log_tenant_id_at", "tenant_id", "at"),)
+    __table_args__ = (Index("ix_audit_log_tenant_id_at", "tenant_id", "at"),
+                      Index("ix_audit_log_at_id", "at", "id"))  # the whole log, newest first
 
     tenant_id: Mapped[uuid.UUID | None]
     actor: Mapped[str] = mapped_column(String(200))

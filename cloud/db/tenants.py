@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cloud.db.base import Base, CreatedMixin, IdMixin, TenantOwned, enum_check
+from cloud.db.base import Base, CreatedMixin, IdMixin, JsonDict, TenantOwned, enum_check
 
 TENANT_STATUSES = ("active", "suspended")
 
@@ -21,6 +21,8 @@ class Tenant(IdMixin, CreatedMixin, Base):
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     status: Mapped[str] = mapped_column(String(16), default="active")
     suspended_at: Mapped[datetime | None]
+    # Organisation settings the tenant portal edits (notification preferences, ...).
+    settings: Mapped[JsonDict | None]
 
 
 class Project(TenantOwned, CreatedMixin, Base):

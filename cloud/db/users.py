@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cloud.db.base import Base, CreatedMixin, TenantLinked, enum_check
+from cloud.db.base import Base, CreatedMixin, JsonDict, TenantLinked, enum_check
 
 ROLES = ("platform_admin", "tenant_owner", "tenant_admin", "tenant_member")
 
@@ -33,3 +33,8 @@ class User(TenantLinked, CreatedMixin, Base):
     external_subject: Mapped[str | None] = mapped_column(String(255))
     disabled: Mapped[bool] = mapped_column(default=False)
     last_login_at: Mapped[datetime | None]
+    # Personal notification preferences ({key: bool}); None until the person chooses.
+    preferences: Mapped[JsonDict | None]
+    # Counted in the session fingerprint and bumped when the account is disabled, so re-enabling it
+    # does not bring back a session cookie from before.
+    session_epoch: Mapped[int] = mapped_column(default=0)

@@ -25,6 +25,10 @@ class VoiceSession(TenantOwned, Base):
         UniqueConstraint("device_id", "session_key"),
         Index("ix_sessions_device_id_started_at", "device_id", "started_at"),
         Index("ix_sessions_tenant_id_started_at", "tenant_id", "started_at"),
+        # The operator dashboard (sessions today/this month, failure rate across tenants) and
+        # session lists filtered by outcome (bench/portal.py).
+        Index("ix_sessions_started_at_end_state", "started_at", "end_state"),
+        Index("ix_sessions_tenant_id_end_state_started_at", "tenant_id", "end_state", "started_at"),
         CheckConstraint(f"end_state IS NULL OR {enum_check('end_state', END_STATES)}", name="end_state"),
     )
 

@@ -68,7 +68,8 @@ def declared_roles(endpoint: str | None) -> tuple[str, ...] | None:
 
 
 def fingerprint(user: User) -> str:
-    basis = f"{user.id}|{user.password_hash or ''}|{user.external_subject or ''}|{user.role}"
+    basis = (f"{user.id}|{user.password_hash or ''}|{user.external_subject or ''}|{user.role}|"
+             f"{user.session_epoch or 0}")
     return hashlib.sha256(basis.encode()).hexdigest()[:24]
 
 

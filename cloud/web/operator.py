@@ -307,6 +307,8 @@ def _set_disabled(user_id: uuid.UUID, disabled: bool) -> Response:
         flash(f"{user.email} is already {'disabled' if disabled else 'enabled'}.", "error")
         return redirect(back)
     user.disabled = disabled
+    if disabled:  # ends every session now and for good: enabling again needs a fresh sign-in
+        user.session_epoch = (user.session_epoch or 0) + 1
     audit(get_db(), _actor(), "user.disabled" if disabled else "user.enabled", target=f"user:{user.id}",
           tenant_id=user.tenant_id, ip=client_ip(), role=user.role)
     scope.commit()

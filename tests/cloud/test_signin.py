@@ -61,3 +61,34 @@ def test_open_redirects_are_refused(live_cloud):
     done = client.post("/login?next=https://evil.example/x", data={
         "email": operator.email, "password": operator.password, "csrf_token": token})
     assert done.status_code == 302 and not done.headers["Location"].startswith("https://evil")
+
+
+def _signed_in_client(cloud, person):
+    client = cloud.running.app.test_client()
+    token = re.search(rb'name="csrf_token" value="([^"]+)"', client.get("/login").data).group(1).decode()
+    done = client.post("/login", data={"email": person.email, "password": person.password,
+                                       "csrf_token": token})
+    assert done.status_code == 302, done.data[:300]
+    # Signing in starts a new session, with a new CSRF token (the sign-out form carries it).
+    token = re.search(rb'name="csrf_token" value="([^"]+)"', client.get("/account").data).group(1).decode()
+    return client, token
+
+
+def test_a_session_from_before_a_disable_stays_dead_after_enable(live_cloud):
+    from cloud.db import User
+
+    slug, owner = live_cloud.tenant()
+    member = live_cloud.member(slug)
+    operator = live_cloud.operator()
+    theirs, _ = _signed_in_client(live_cloud, member)
+    assert theirs.get("/member/").status_code == 200
+    ops, token = _signed_in_client(live_cloud, operator)
+    with live_cloud.sessions() as db:
+        user_id = PlatformScope(db).first(User, User.email == member.email).id
+    for action in ("disable", "enable"):
+        answer = ops.post(f"/operator/users/{user_id}/{action}", data={"csrf_token": token})
+        assert answer.status_code == 302
+    # Enabled again, but the cookie from before the disable does not come back to life.
+    assert theirs.get("/member/").headers["Location"].startswith("/login")
+    fresh, _ = _signed_in_client(live_cloud, member)
+    assert fresh.get("/member/").status_code == 200

@@ -498,6 +498,7 @@ class KeycloakTeam:
         local = self._local(member_id)
         if local is not None:
             local.disabled = True
+            local.session_epoch = (local.session_epoch or 0) + 1
         audit(self.db, self.actor, "user.remove", target=f"keycloak:{member_id}", tenant_id=self.tenant.id,
               ip=self.ip, role=member.role, method="keycloak")
 

@@ -1,20 +1,17 @@
 """Personal notification preferences.
 
-Stored, for now, as the audit entries that record each change (action ``account.preferences``,
-details = the whole new set): the latest one is the person's current choice. That needs no schema
-change and every change is audited anyway. When a ``users.preferences`` JSON column exists, only
-``load`` and ``save`` below change.
+Stored in ``users.preferences`` ({key: bool}); every change is also audited
+(``account.preferences``, with the whole new set).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import desc, select
 from sqlalchemy.orm import Session
 
 from cloud.admin import audit
-from cloud.db import AuditEntry, User
+from cloud.db import User
 from cloud.scoping import PlatformScope
 
 ACTION = "account.preferences"
@@ -48,11 +45,7 @@ def choices_for(user: User) -> tuple[Preference, ...]:
 def load(db: Session, user: User) -> dict[str, bool]:
     """The person's preferences: their last saved choice, defaults for anything never chosen."""
     values = {p.key: p.default for p in choices_for(user)}
-    platform = PlatformScope(db)
-    entry = platform.scalar(select(AuditEntry)
-                            .where(AuditEntry.action == ACTION, AuditEntry.target == f"user:{user.id}")
-                            .order_by(desc(AuditEntry.at), desc(AuditEntry.id)).limit(1))
-    saved = (entry.details or {}).get("preferences", {}) if entry is not None else {}
+    saved = user.preferences or {}
     for key in values:
         if isinstance(saved.get(key), bool):
             values[key] = saved[key]
@@ -61,6 +54,8 @@ def load(db: Session, user: User) -> dict[str, bool]:
 
 def save(db: Session, user: User, chosen: dict[str, bool], ip: str | None = None) -> dict[str, bool]:
     values = {p.key: bool(chosen.get(p.key, False)) for p in choices_for(user)}
+    PlatformScope(db).flush()
+    user.preferences = values
     audit(db, f"user:{user.id}", ACTION, target=f"user:{user.id}", tenant_id=user.tenant_id, ip=ip,
           preferences=values)
     return values

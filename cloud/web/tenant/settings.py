@@ -14,7 +14,7 @@ from flask import flash, redirect, render_template, request, url_for
 
 from cloud.admin import audit
 from cloud.api import webhooks as api_webhooks
-from cloud.db import AuditEntry, Webhook
+from cloud.db import Webhook
 from cloud.db.webhooks import WEBHOOK_EVENTS
 from cloud.errors import ApiError
 from cloud.web.access import TENANT_ADMINS, allow, client_ip, current_user, scope
@@ -46,16 +46,10 @@ DELIVERIES_SHOWN = 25
 
 
 def notification_prefs() -> dict[str, Any]:
-    found = scope().all(
-        AuditEntry,
-        AuditEntry.action == "tenant.notifications",
-        order_by=[AuditEntry.at.desc(), AuditEntry.id.desc()],
-        limit=1,
-    )
-    latest = found[0] if found else None
+    """The organisation's choice (tenants.settings["notifications"]), defaults for the rest."""
+    saved = (scope().tenant().settings or {}).get("notifications") or {}
     prefs = dict(DEFAULT_NOTIFICATIONS)
-    if latest is not None and latest.details:
-        prefs.update({k: v for k, v in latest.details.items() if k in DEFAULT_NOTIFICATIONS})
+    prefs.update({k: v for k, v in saved.items() if k in DEFAULT_NOTIFICATIONS})
     return prefs
 
 
@@ -126,6 +120,8 @@ def save_notifications():
     prefs = {key: request.form.get(key) == "on" for key in NOTIFICATIONS}
     prefs["recipients"] = recipients
     me = current_user()
+    tenant = scope().tenant()
+    tenant.settings = {**(tenant.settings or {}), "notifications": prefs}
     audit(
         scope().db,
         f"user:{me.id}",
