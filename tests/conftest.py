@@ -82,3 +82,8 @@ def espeak_voice():
 @pytest.fixture(scope="session")
 def samples_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("samples")
+
+
+# The portals' browser fixtures (a live cloud, Debian's Chromium through Playwright), shared by
+# tests/cloud/ and the voice tests: one Playwright per test session (its sync API allows no second).
+from tests.cloud.browser import browser, chromium, live_cloud  # noqa: E402, F401

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from device import samples
-from tests.cloud.browser import browser, chromium, live_cloud, screenshot, sign_in  # noqa: F401
+from tests.cloud.browser import screenshot, sign_in
 from tests.conftest import VOXFLEET
 from tests.test_cloud_e2e import sync_state, wait_until
 
@@ -33,7 +33,7 @@ def _reload_until(page, predicate, timeout: float, what: str) -> None:
     pytest.fail(f"timed out waiting for {what}")
 
 
-def test_spoken_session_appears_in_the_portal(voice_stack, piper_voice, live_cloud, browser,  # noqa: F811
+def test_spoken_session_appears_in_the_portal(voice_stack, piper_voice, live_cloud, browser,
                                               tmp_path):
     stack = voice_stack
     pairing_file = stack.paths.root / "cloud.json"

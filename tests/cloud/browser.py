@@ -2,7 +2,7 @@
 the embedded broker, ingest and webhook deliveries, on SQLite) and Debian's Chromium driven by
 Playwright, with helpers to sign in as anyone and to save a screenshot for the docs.
 
-Import the fixtures into a test module: ``from tests.cloud.browser import browser, live_cloud  # noqa``.
+The fixtures are registered for every test in tests/conftest.py (one Playwright per test session).
 """
 
 from __future__ import annotations

@@ -150,7 +150,3 @@ def pg(pg_engines) -> Iterator[Database]:
     pg_engines.wipe()
     yield pg_engines
     pg_engines.wipe()
-
-
-# The portals' browser fixtures (a live cloud, Debian's Chromium through Playwright).
-from tests.cloud.browser import browser, chromium, live_cloud  # noqa: E402, F401

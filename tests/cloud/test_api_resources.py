@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
+from cloud.api.usage import UsageRow, row_json
 from cloud.db import AuditEntry, Device, Project, SessionEvent, VoiceSession
 from cloud.scoping import TenantScope
 from tests.cloud.test_api_fixtures import Api, ago, api_fixture  # noqa: F401
@@ -255,3 +257,23 @@ def test_usage_sums_per_period_device_and_project(api: Api) -> None:
     assert api.get("/usage?period=week", t.read_key).status_code == 400
     backwards = api.get("/usage?from=2026-12-01T00:00:00Z&to=2026-10-01T00:00:00Z", t.read_key)
     assert backwards.status_code == 400
+
+
+def test_usage_rows_serialise_as_the_row_model_would() -> None:
+    """GET /usage writes its rows without validating each through UsageRow (too slow by device): the
+    JSON must still be exactly what the model gives, for the values the databases hand back."""
+    device = uuid.uuid4()
+    samples = [
+        {"period": "2026-11-02", "device_id": device, "sessions": 3, "wake_words": 2, "stt_seconds": 1,
+         "tts_characters": Decimal("40"), "tts_seconds": 3.25, "intents_handled": 1,
+         "llm_tokens": Decimal("0")},
+        {"period": "2026-11", "project_id": None, "sessions": 0, "wake_words": 0, "stt_seconds": 0.0,
+         "tts_characters": 0, "tts_seconds": Decimal("2.5"), "intents_handled": 0, "llm_tokens": 7},
+        {"period": "2026-11-02T09:00", "project_id": str(device), "sessions": 1, "wake_words": 1,
+         "stt_seconds": 1.4, "tts_characters": 38, "tts_seconds": 2.1, "intents_handled": 1, "llm_tokens": 0},
+    ]
+    for row in samples:
+        expected = UsageRow.model_validate(row).model_dump(mode="json")
+        got = row_json(row)
+        assert got == expected
+        assert [type(v) for v in got.values()] == [type(v) for v in expected.values()]
