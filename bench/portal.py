@@ -57,16 +57,16 @@ SECRET = f"bench-{secrets.token_hex(8)}"
 # What this benchmark suggests, each with the page it is for (measured in the second pass).
 SUGGESTED_INDEXES = {
     "ix_sessions_started_at": (
-        "CREATE INDEX ix_sessions_started_at ON sessions (started_at) INCLUDE (end_state)",
+        "CREATE INDEX IF NOT EXISTS ix_sessions_started_at ON sessions (started_at) INCLUDE (end_state)",
         "operator dashboard: platform-wide sessions today/this month and failed-intent rate "
         "(an index-only range scan instead of a scan of every session)"),
     "ix_sessions_tenant_id_end_state_started_at": (
-        "CREATE INDEX ix_sessions_tenant_id_end_state_started_at "
+        "CREATE INDEX IF NOT EXISTS ix_sessions_tenant_id_end_state_started_at "
         "ON sessions (tenant_id, end_state, started_at)",
         "tenant session list filtered by outcome, newest first (no filter-as-you-scan of the tenant's "
         "sessions until a page of rare outcomes is found)"),
     "ix_audit_log_at": (
-        "CREATE INDEX ix_audit_log_at ON audit_log (at, id)",
+        "CREATE INDEX IF NOT EXISTS ix_audit_log_at ON audit_log (at, id)",
         "operator audit log, unfiltered or filtered by actor/action/date "
         "(newest first without sorting the log)"),
 }

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, Field
-from sqlalchemy import func, select
+from sqlalchemy import func, literal_column, null, select
 
 from cloud.api.common import Input, Output, endpoint, parse_query, scope
 from cloud.db import UsageRecord, VoiceSession
@@ -61,11 +61,18 @@ PG_FORMATS = {"hour": 'YYYY-MM-DD"T"HH24:00', "day": "YYYY-MM-DD", "month": "YYY
 SQLITE_FORMATS = {"hour": "%Y-%m-%dT%H:00", "day": "%Y-%m-%d", "month": "%Y-%m"}
 
 
-def _bucket(column: Any, period: str, dialect: str) -> Any:
-    """The period a timestamp falls in, as text, computed by the database in UTC."""
+def _bucket(column: Any, period: str, dialect: str) -> tuple[Any, Any]:
+    """The period a timestamp falls in, as text, computed by the database in UTC: what to select, and
+    what to group by. PostgreSQL groups by the truncated timestamp and formats once per group (to_char
+    on every row cost a third of a by-device query's time)."""
     if dialect == "postgresql":
-        return func.to_char(func.timezone("UTC", column), PG_FORMATS[period])
-    return func.strftime(SQLITE_FORMATS[period], column)
+        # Inlined constants (period is one of PG_FORMATS' keys), not bound parameters: the selected
+        # expression must be the grouped one, and two parameters would make them differ.
+        truncated = func.date_trunc(literal_column(f"'{period}'"),
+                                    func.timezone(literal_column("'UTC'"), column))
+        return func.to_char(truncated, PG_FORMATS[period]), truncated
+    text = func.strftime(SQLITE_FORMATS[period], column)
+    return text, text
 
 
 def _range(q: UsageQuery) -> tuple[datetime, datetime]:
@@ -91,41 +98,74 @@ def aggregate(start: datetime, to: datetime, period: str, group_by: str | None) 
     dialect = current.db.get_bind().dialect.name
     group = {"device": "device_id", "project": "project_id"}.get(group_by or "")
 
-    meters_bucket = _bucket(UsageRecord.ts, period, dialect).label("period")
-    meter_cols = [meters_bucket] + ([getattr(UsageRecord, group).label("key")] if group else [])
-    meter_stmt = (select(*meter_cols, *(func.coalesce(func.sum(getattr(UsageRecord, m)), 0).label(m)
-                                        for m in METERS))
+    meters_bucket, meters_group = _bucket(UsageRecord.ts, period, dialect)
+    meter_keys = [getattr(UsageRecord, group)] if group else []
+    # Ungrouped, a NULL ``key`` column keeps the rows' shape (period, key, ...) the same.
+    no_key = [] if group else [null().label("key")]
+    meter_stmt = (select(meters_bucket.label("period"), *(k.label("key") for k in meter_keys), *no_key,
+                         *(func.coalesce(func.sum(getattr(UsageRecord, m)), 0).label(m) for m in METERS))
                   .where(current.criterion(UsageRecord), UsageRecord.ts >= start, UsageRecord.ts < to)
-                  .group_by(*meter_cols))
-    session_bucket = _bucket(VoiceSession.started_at, period, dialect).label("period")
-    session_cols = [session_bucket] + ([getattr(VoiceSession, group).label("key")] if group else [])
-    session_stmt = (select(*session_cols, func.count().label("sessions"))
+                  .group_by(meters_group, *meter_keys))
+    session_bucket, session_group = _bucket(VoiceSession.started_at, period, dialect)
+    session_keys = [getattr(VoiceSession, group)] if group else []
+    session_stmt = (select(session_bucket.label("period"), *(k.label("key") for k in session_keys),
+                           *no_key, func.count().label("sessions"))
                     .where(current.criterion(VoiceSession), VoiceSession.started_at >= start,
                            VoiceSession.started_at < to)
-                    .group_by(*session_cols))
+                    .group_by(session_group, *session_keys))
 
+    # Merged in one pass over plain tuples: grouped by device, a big tenant's 30 days are ~120,000
+    # rows, and dict-style row access plus per-row helpers cost seconds there.
     rows: dict[tuple[str, Any], dict[str, Any]] = {}
-
-    def row_for(period: str, key: Any) -> dict[str, Any]:
-        found = rows.get((period, key))
+    empty = {"sessions": 0, **dict.fromkeys(METERS, 0)}
+    for period_, key, *sums in current.execute(meter_stmt).tuples():
+        found = {"period": period_, **empty, **dict(zip(METERS, sums, strict=True))}
+        if group:
+            found[group] = key
+        rows[(period_, key)] = found
+    for period_, key, sessions in current.execute(session_stmt).tuples():
+        found = rows.get((period_, key))
         if found is None:
-            found = rows[(period, key)] = {"period": period, "sessions": 0, **dict.fromkeys(METERS, 0)}
+            found = rows[(period_, key)] = {"period": period_, **empty}
             if group:
                 found[group] = key
-        return found
+        found["sessions"] = sessions
 
-    for r in current.execute(meter_stmt).mappings():
-        target = row_for(r["period"], r["key"] if group else None)
-        for meter in METERS:
-            target[meter] = r[meter]
-    for r in current.execute(session_stmt).mappings():
-        row_for(r["period"], r["key"] if group else None)["sessions"] = r["sessions"]
-
-    ordered = sorted(rows.values(), key=lambda r: (r["period"], str(r.get(group or "", ""))))
+    # Ordered by period, then the key as text (a missing project reads "None"), as always; each key's
+    # text is made once, not once per row.
+    texts = {key: str(key) for _, key in rows}
+    ordered = [rows[k] for k in sorted(rows, key=lambda k: (k[0], texts[k[1]]))]
     totals = {"sessions": sum(r["sessions"] for r in ordered)}
     for meter in METERS:
         totals[meter] = sum(r[meter] for r in ordered)
     return ordered, totals
+
+
+# How UsageRow's fields come out in JSON: the same coercions its validation would make, done directly
+# (validating ~120,000 rows one by one took most of a by-device report's time).
+_KINDS = {name: f.annotation for name, f in UsageRow.model_fields.items()}
+assert {n for n, kind in _KINDS.items() if kind in (int, float)} == {"sessions", *METERS}
+
+
+def _uuid_text(value: Any) -> str | None:
+    return None if value is None else str(value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)))
+
+
+def row_json(row: dict[str, Any]) -> dict[str, Any]:
+    """One aggregate row as UsageRow.model_validate(row).model_dump(mode="json") gives it (same keys,
+    same order, same types)."""
+    out: dict[str, Any] = {}
+    for name, kind in _KINDS.items():
+        value = row.get(name)
+        if kind is int:
+            out[name] = value if type(value) is int else int(value)  # PostgreSQL sums bigint as numeric
+        elif kind is float:
+            out[name] = float(value)
+        elif name == "period":
+            out[name] = str(value)
+        else:
+            out[name] = _uuid_text(value)
+    return out
 
 
 @endpoint("GET", "/usage",
@@ -135,7 +175,6 @@ def get_usage():
     q = parse_query(UsageQuery)
     start, to = _range(q)
     ordered, totals = aggregate(start, to, q.period, q.group_by)
-    report = UsageReport(period=q.period, group_by=q.group_by, from_=start, to=to,
-                         rows=[UsageRow.model_validate(r) for r in ordered],
+    report = UsageReport(period=q.period, group_by=q.group_by, from_=start, to=to, rows=[],
                          totals=UsageTotals.model_validate(totals))
-    return report.model_dump(mode="json", by_alias=True)
+    return {**report.model_dump(mode="json", by_alias=True), "rows": [row_json(r) for r in ordered]}

@@ -13,7 +13,7 @@ from flask import Blueprint, render_template
 from cloud.db import ApiKey
 from cloud.web.access import TENANT_USERS, allow, nav, scope
 from cloud.web.tenant.common import dashboard as figures
-from cloud.web.tenant.common import names
+from cloud.web.tenant.common import device_names
 from cloud.web.tenant.keys import key_state
 from cloud.web.tenant.sessions import session_list, timeline
 
@@ -29,10 +29,10 @@ nav("member", "Personal settings", "signin.account")
 @allow(*TENANT_USERS)
 def dashboard():
     current = scope()
-    device_names, _ = names(current)
-    return render_template(
-        "member/dashboard.html", stats=figures(current), device_names=device_names, ep="member"
-    )
+    stats = figures(current)
+    # Only the latest sessions name their device: look up those few, not every device.
+    named = device_names(current, (s.device_id for s in stats["recent_sessions"]))
+    return render_template("member/dashboard.html", stats=stats, device_names=named, ep="member")
 
 
 @bp.get("/sessions")

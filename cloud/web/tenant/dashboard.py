@@ -9,7 +9,7 @@ from cloud.db import User
 from cloud.web.access import TENANT_ADMINS, allow, scope
 from cloud.web.tenant import bp
 from cloud.web.tenant.common import dashboard as figures
-from cloud.web.tenant.common import names, recent_activity
+from cloud.web.tenant.common import device_names, recent_activity
 
 
 def actors(current) -> dict[str, str]:
@@ -21,11 +21,12 @@ def actors(current) -> dict[str, str]:
 @allow(*TENANT_ADMINS)
 def dashboard():
     current = scope()
-    devices, projects = names(current)
+    stats = figures(current)
     return render_template(
         "tenant/dashboard.html",
-        stats=figures(current),
-        device_names=devices,
+        stats=stats,
+        # Only the latest sessions name their device: look up those few, not every device.
+        device_names=device_names(current, (s.device_id for s in stats["recent_sessions"])),
         activity=recent_activity(current),
         actors=actors(current),
         ep="tenant",

@@ -12,7 +12,7 @@ from cloud.db import Device, Project, VoiceSession
 from cloud.errors import ApiError
 from cloud.web.access import TENANT_ADMINS, allow, scope
 from cloud.web.tenant import bp
-from cloud.web.tenant.common import OUTCOMES, as_uuid, message, names, owned, parse_when
+from cloud.web.tenant.common import OUTCOMES, as_uuid, choices, message, owned, parse_when
 
 PAGE = 25
 
@@ -90,9 +90,12 @@ def session_list(ep: str) -> str:
         except ApiError:
             errors["cursor"] = "That page link is no longer valid; showing the first page."
             rows, next_cursor = api_sessions.session_page(where, PAGE, None)
-    device_names, project_names = names(current)
-    devices = current.all(Device, order_by=[Device.name, Device.id])
-    projects = current.all(Project, order_by=Project.name)
+    # The filter dropdowns list every device and project; their names label the rows too, so one
+    # two-column query each serves both (not full ORM rows, loaded twice).
+    devices = choices(current, Device, [Device.name, Device.id])
+    projects = choices(current, Project, Project.name)
+    device_names = {d.id: d.name for d in devices}
+    project_names = {p.id: p.name for p in projects}
     active = {k: v for k, v in filters.items() if v}
     return render_template(
         "tenant/sessions.html",
