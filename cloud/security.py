@@ -84,9 +84,24 @@ def _fingerprint(password_hash: str | None) -> str:
     return hashlib.sha256((password_hash or "none").encode()).hexdigest()[:16]
 
 
+def _link_token(secret_key: str, salt: str, user_id: str, password_hash: str | None) -> str:
+    payload = {"user": user_id, "fp": _fingerprint(password_hash)}
+    return URLSafeTimedSerializer(secret_key, salt=salt).dumps(payload)
+
+
+def _read_link_token(secret_key: str, salt: str, token: str, max_age: int, what: str,
+                     error: type[ValueError]) -> tuple[str, str]:
+    try:
+        data = URLSafeTimedSerializer(secret_key, salt=salt).loads(token, max_age=max_age)
+    except SignatureExpired:
+        raise error(f"this {what} link has expired") from None
+    except BadSignature:
+        raise error(f"this {what} link is not valid") from None
+    return data["user"], data["fp"]
+
+
 def invite_token(secret_key: str, user_id: str, password_hash: str | None) -> str:
-    serializer = URLSafeTimedSerializer(secret_key, salt="voxfleet.invite")
-    return serializer.dumps({"user": user_id, "fp": _fingerprint(password_hash)})
+    return _link_token(secret_key, "voxfleet.invite", user_id, password_hash)
 
 
 class InvalidInvite(ValueError):
@@ -95,14 +110,7 @@ class InvalidInvite(ValueError):
 
 def read_invite_token(secret_key: str, token: str, max_age: int = INVITE_MAX_AGE_S) -> tuple[str, str]:
     """(user id, fingerprint) from a valid token; compare the fingerprint with the user's hash."""
-    serializer = URLSafeTimedSerializer(secret_key, salt="voxfleet.invite")
-    try:
-        data = serializer.loads(token, max_age=max_age)
-    except SignatureExpired:
-        raise InvalidInvite("this invite link has expired") from None
-    except BadSignature:
-        raise InvalidInvite("this invite link is not valid") from None
-    return data["user"], data["fp"]
+    return _read_link_token(secret_key, "voxfleet.invite", token, max_age, "invite", InvalidInvite)
 
 
 def invite_still_valid(fingerprint: str, password_hash: str | None) -> bool:
@@ -115,8 +123,7 @@ RESET_MAX_AGE_S = 3600
 
 
 def reset_token(secret_key: str, user_id: str, password_hash: str | None) -> str:
-    serializer = URLSafeTimedSerializer(secret_key, salt="voxfleet.reset")
-    return serializer.dumps({"user": user_id, "fp": _fingerprint(password_hash)})
+    return _link_token(secret_key, "voxfleet.reset", user_id, password_hash)
 
 
 class InvalidReset(ValueError):
@@ -125,11 +132,4 @@ class InvalidReset(ValueError):
 
 def read_reset_token(secret_key: str, token: str, max_age: int = RESET_MAX_AGE_S) -> tuple[str, str]:
     """(user id, fingerprint) from a valid reset token; check it with ``invite_still_valid``."""
-    serializer = URLSafeTimedSerializer(secret_key, salt="voxfleet.reset")
-    try:
-        data = serializer.loads(token, max_age=max_age)
-    except SignatureExpired:
-        raise InvalidReset("this password reset link has expired") from None
-    except BadSignature:
-        raise InvalidReset("this password reset link is not valid") from None
-    return data["user"], data["fp"]
+    return _read_link_token(secret_key, "voxfleet.reset", token, max_age, "password reset", InvalidReset)
