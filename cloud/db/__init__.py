@@ -3,6 +3,7 @@
 from cloud.db.api_keys import ApiKey
 from cloud.db.audit import AuditEntry
 from cloud.db.base import Base, UTCDateTime, new_id, utcnow
+from cloud.db.billing import Invoice, InvoiceLine, Plan, Subscription, UsageAlert
 from cloud.db.commands import Command
 from cloud.db.configs import ConfigAck, DesiredConfig
 from cloud.db.devices import Device, DeviceCredential, Heartbeat
@@ -16,6 +17,7 @@ from cloud.db.webhooks import Webhook, WebhookDelivery
 
 __all__ = [
     "ApiKey", "AuditEntry", "Base", "Command", "ConfigAck", "DesiredConfig", "Device", "DeviceCredential",
-    "DeviceIngest", "Heartbeat", "IngestWorkerStats", "PairingCode", "Project", "SessionEvent", "Tenant",
-    "UTCDateTime", "UsageRecord", "User", "VoiceSession", "Webhook", "WebhookDelivery", "new_id", "utcnow",
+    "DeviceIngest", "Heartbeat", "IngestWorkerStats", "Invoice", "InvoiceLine", "PairingCode", "Plan",
+    "Project", "SessionEvent", "Subscription", "Tenant", "UTCDateTime", "UsageAlert", "UsageRecord", "User",
+    "VoiceSession", "Webhook", "WebhookDelivery", "new_id", "utcnow",
 ]
