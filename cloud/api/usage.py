@@ -118,12 +118,12 @@ def aggregate(start: datetime, to: datetime, period: str, group_by: str | None) 
     # rows, and dict-style row access plus per-row helpers cost seconds there.
     rows: dict[tuple[str, Any], dict[str, Any]] = {}
     empty = {"sessions": 0, **dict.fromkeys(METERS, 0)}
-    for period_, key, *sums in current.execute(meter_stmt).tuples():
+    for period_, key, *sums in current.execute(meter_stmt):
         found = {"period": period_, **empty, **dict(zip(METERS, sums, strict=True))}
         if group:
             found[group] = key
         rows[(period_, key)] = found
-    for period_, key, sessions in current.execute(session_stmt).tuples():
+    for period_, key, sessions in current.execute(session_stmt):
         found = rows.get((period_, key))
         if found is None:
             found = rows[(period_, key)] = {"period": period_, **empty}
