@@ -103,6 +103,17 @@ class _Scope:
         self._activate()
         self.db.flush()
 
+    def get(self, model: type[M], id_: uuid.UUID | str | None) -> M | None:
+        """The row with this id if this scope may see it; None for a missing or malformed id, or
+        (in a TenantScope) another tenant's: callers answer 404 either way, revealing nothing."""
+        if id_ is None:
+            return None
+        try:
+            key = _as_uuid(id_)
+        except ValueError:
+            return None
+        return self.first(model, model.id == key)  # type: ignore[attr-defined]
+
 
 class TenantScope(_Scope):
     """One tenant's view of the database. Rows of other tenants cannot be read, changed or deleted."""
@@ -166,16 +177,6 @@ class TenantScope(_Scope):
 
     def count(self, model: type, *where: Any) -> int:
         return int(self.scalar(select(func.count()).select_from(model).where(self.criterion(model), *where)))
-
-    def get(self, model: type[M], id_: uuid.UUID | str | None) -> M | None:
-        """The row with this id if it is this tenant's; None for a missing id or another tenant's."""
-        if id_ is None:
-            return None
-        try:
-            key = _as_uuid(id_)
-        except ValueError:
-            return None
-        return self.first(model, model.id == key)  # type: ignore[attr-defined]
 
     # --- writes --------------------------------------------------------------------------------
 
@@ -332,15 +333,6 @@ class PlatformScope(_Scope):
 
     def first(self, model: type[M], *where: Any) -> M | None:
         return self.scalar(self.select(model, *where).limit(1))
-
-    def get(self, model: type[M], id_: uuid.UUID | str | None) -> M | None:
-        if id_ is None:
-            return None
-        try:
-            key = _as_uuid(id_)
-        except ValueError:
-            return None
-        return self.first(model, model.id == key)  # type: ignore[attr-defined]
 
     def add(self, obj: M) -> M:
         self._activate()
