@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from cloud import pairing
 from cloud.db import (
     ApiKey,
+    AuditEntry,
     Command,
     Device,
     DeviceCredential,
@@ -395,6 +396,10 @@ def test_team_roles_and_the_last_owner(portal: Portal) -> None:
     assert member_id not in {u.id for u in portal.rows(User)}
     other = portal.tenant()
     assert post(new_owner, f"/tenant/team/{other.owner_id}/remove").status_code == 404
+    # Every change is in the audit log, under the person who made it.
+    changes = {(e.action, e.actor, e.target) for e in portal.rows(AuditEntry) if e.tenant_id == org.id}
+    assert ("user.role_changed", f"user:{org.owner_id}", f"user:{admin_id}") in changes
+    assert ("user.removed", f"user:{admin_id}", f"user:{member_id}") in changes
 
 
 def test_invitations_make_an_account_and_a_link(portal: Portal) -> None:

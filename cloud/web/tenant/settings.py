@@ -12,12 +12,12 @@ from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
 
-from cloud.admin import audit
 from cloud.api import webhooks as api_webhooks
+from cloud.api.common import audit
 from cloud.db import Webhook
 from cloud.db.webhooks import WEBHOOK_EVENTS
 from cloud.errors import ApiError
-from cloud.web.access import TENANT_ADMINS, allow, client_ip, current_user, scope
+from cloud.web.access import TENANT_ADMINS, allow, scope
 from cloud.web.tenant import bp
 from cloud.web.tenant.common import message, owned
 
@@ -95,16 +95,7 @@ def save_profile():
         )
     tenant = scope().tenant()
     if name != tenant.name:
-        audit(
-            scope().db,
-            f"user:{current_user().id}",
-            "tenant.renamed",
-            target=f"tenant:{tenant.id}",
-            tenant_id=tenant.id,
-            ip=client_ip(),
-            old=tenant.name,
-            new=name,
-        )
+        audit("tenant.renamed", target=f"tenant:{tenant.id}", old=tenant.name, new=name)
         tenant.name = name
         scope().commit()
     flash("Organisation profile saved.")
@@ -119,18 +110,9 @@ def save_notifications():
         return _page(errors={"recipients": "Choose who receives them."}, status=400)
     prefs = {key: request.form.get(key) == "on" for key in NOTIFICATIONS}
     prefs["recipients"] = recipients
-    me = current_user()
     tenant = scope().tenant()
     tenant.settings = {**(tenant.settings or {}), "notifications": prefs}
-    audit(
-        scope().db,
-        f"user:{me.id}",
-        "tenant.notifications",
-        target=f"tenant:{scope().tenant_id}",
-        tenant_id=scope().tenant_id,
-        ip=client_ip(),
-        **prefs,
-    )
+    audit("tenant.notifications", target=f"tenant:{scope().tenant_id}", **prefs)
     scope().commit()
     flash("Notification preferences saved.")
     return redirect(url_for("tenant.settings") + "#notifications")

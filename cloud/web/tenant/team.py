@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
 
-from cloud.admin import audit
+from cloud.api.common import audit
 from cloud.db import User
-from cloud.web.access import TENANT_ADMINS, allow, client_ip, current_user, scope
+from cloud.web.access import TENANT_ADMINS, allow, current_user, scope
 from cloud.web.identity.invites import InviteError, invite_user
 from cloud.web.tenant import bp
 from cloud.web.tenant.common import owned
@@ -127,16 +127,7 @@ def change_role(user_id):
         flash(refusal, "error")
         return _page(status=409 if "last owner" in refusal else 403)
     if role != target.role:
-        audit(
-            scope().db,
-            f"user:{me.id}",
-            "user.role_changed",
-            target=f"user:{target.id}",
-            tenant_id=target.tenant_id,
-            ip=client_ip(),
-            old=target.role,
-            new=role,
-        )
+        audit("user.role_changed", target=f"user:{target.id}", old=target.role, new=role)
         target.role = role
         scope().commit()
         flash(f"{target.email} is now {ROLES[role].lower()}.")
@@ -157,15 +148,7 @@ def remove_member(user_id):
         flash(refusal, "error")
         return _page(status=409 if "last owner" in refusal else 403)
     email = target.email
-    audit(
-        scope().db,
-        f"user:{me.id}",
-        "user.removed",
-        target=f"user:{target.id}",
-        tenant_id=target.tenant_id,
-        ip=client_ip(),
-        role=target.role,
-    )
+    audit("user.removed", target=f"user:{target.id}", role=target.role)
     scope().remove(target)
     scope().commit()
     flash(f"{email} no longer has access to this organisation.")
