@@ -98,16 +98,20 @@ def dashboard() -> str:
     return render_template("operator/dashboard.html", d=q.dashboard(platform()), now=utcnow())
 
 
+def _search() -> tuple[str, dict[str, str]]:
+    """The list pages' search box (``q``), and its error if it is too long."""
+    search = request.args.get("q", "").strip()
+    errors = {"q": f"Search for at most {MAX_SEARCH} characters."} if len(search) > MAX_SEARCH else {}
+    return search, errors
+
+
 # --- tenants ---------------------------------------------------------------------------------------
 
 @bp.get("/tenants")
 @allow(*OPERATOR)
 def tenants() -> tuple[str, int]:
-    search = request.args.get("q", "").strip()
+    search, errors = _search()
     status = request.args.get("status", "")
-    errors = {}
-    if len(search) > MAX_SEARCH:
-        errors["q"] = f"Search for at most {MAX_SEARCH} characters."
     if status and status not in TENANT_STATUSES:
         errors["status"] = "Choose active, suspended or any status."
     found = None if errors else q.tenants(platform(), search, status, _page_number())
@@ -280,11 +284,8 @@ def audit_log() -> tuple[str, int]:
 @bp.get("/users")
 @allow(*OPERATOR)
 def users() -> tuple[str, int]:
-    search = request.args.get("q", "").strip()
+    search, errors = _search()
     role = request.args.get("role", "")
-    errors = {}
-    if len(search) > MAX_SEARCH:
-        errors["q"] = f"Search for at most {MAX_SEARCH} characters."
     if role and role not in ROLES:
         errors["role"] = "Choose one of the listed roles."
     scope = platform()

@@ -171,11 +171,17 @@ def test_every_portal_route_declares_who_may_use_it(world):
                             + ", ".join(undeclared))
 
 
+def _clients(world) -> dict[str, FlaskClient]:
+    """A signed-out browser and one signed in as each role."""
+    clients: dict[str, FlaskClient] = {"anonymous": world.app.test_client()}
+    for role in ROLES:
+        clients[role] = _signed_in(world.app, *world.passwords[role])
+    return clients
+
+
 def test_every_route_and_role_gets_exactly_the_allowed_answer(world):
     app = world.app
-    clients: dict[str, FlaskClient] = {"anonymous": app.test_client()}
-    for role in ROLES:
-        clients[role] = _signed_in(app, *world.passwords[role])
+    clients = _clients(world)
     failures: list[str] = []
     checked: set[str] = set()
     for rule in sorted(_portal_rules(app), key=lambda r: r.rule):
@@ -204,9 +210,7 @@ def test_every_route_and_role_gets_exactly_the_allowed_answer(world):
 
 def test_post_routes_refuse_requests_without_a_csrf_token_and_still_check_roles(world):
     app = world.app
-    clients: dict[str, FlaskClient] = {"anonymous": app.test_client()}
-    for role in ROLES:
-        clients[role] = _signed_in(app, *world.passwords[role])
+    clients = _clients(world)
     failures: list[str] = []
     checked: set[str] = set()
     for rule in sorted(_portal_rules(app), key=lambda r: r.rule):
