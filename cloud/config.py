@@ -48,6 +48,11 @@ ENVIRONMENT = {
     "VOXFLEET_KEYCLOAK_CLIENT_ID": "keycloak_client_id",
     "VOXFLEET_KEYCLOAK_CLIENT_SECRET": "keycloak_client_secret",
     "VOXFLEET_KEYCLOAK_OPERATORS": "keycloak_operators",
+    "VOXFLEET_BILLING_INTERVAL_S": "billing_interval_s",
+    "VOXFLEET_BILLING_IN_SERVE": "billing_in_serve",
+    "VOXFLEET_INVOICE_GRACE_HOURS": "invoice_grace_hours",
+    "VOXFLEET_LAGO_API_URL": "lago_api_url",
+    "VOXFLEET_LAGO_API_KEY": "lago_api_key",
 }
 
 
@@ -128,6 +133,18 @@ class CloudConfig(BaseModel):
     keycloak_operators: bool = False
     # Tenants with a realm of their own, by tenant slug (TOML: [keycloak_tenants.acme]).
     keycloak_tenants: dict[str, KeycloakRealmConfig] = Field(default_factory=dict)
+    # The billing scheduler (cloud/billing/scheduler.py): one pass every billing_interval_s seconds
+    # (usage thresholds, closing ended periods, finalizing drafts, the Lago sync). serve runs it as a
+    # thread unless billing_in_serve is off (production: `voxfleet cloud billing run` on its own).
+    billing_interval_s: int = Field(default=60, ge=1, le=24 * 3600)
+    billing_in_serve: bool = True
+    # How long a closed period's invoice stays a draft (recomputed, so late usage is included)
+    # before it is finalized and can no longer change.
+    invoice_grace_hours: int = Field(default=72, ge=0, le=90 * 24)
+    # Lago (cloud/billing/lago/): used only when both are set. The URL is the API's root (the client
+    # adds /api/v1/), e.g. https://api.getlago.com; the key is an organisation API key, never logged.
+    lago_api_url: str | None = Field(default=None, pattern=r"^https?://")
+    lago_api_key: SecretStr | None = None
 
     @property
     def keycloak(self) -> KeycloakRealmConfig | None:
@@ -156,6 +173,11 @@ class CloudConfig(BaseModel):
         if value.split("://", 1)[0] not in ("mqtt", "mqtts"):
             raise ValueError("must be an mqtt:// or mqtts:// URL")
         return value
+
+    @property
+    def lago_configured(self) -> bool:
+        """Whether usage, customers and subscriptions are also kept in Lago (both URL and key set)."""
+        return bool(self.lago_api_url and self.lago_api_key and self.lago_api_key.get_secret_value())
 
     @property
     def embedded_broker(self) -> bool:

@@ -174,3 +174,13 @@ def delete_plan(db: Session, plan_id: uuid.UUID, actor: str = "operator") -> Non
     db.delete(plan)
     platform.flush()
     audit(db, actor, "plan.delete", target=f"plan:{plan_id}", code=code)
+
+
+def unarchive_plan(db: Session, plan_id: uuid.UUID, actor: str = "operator") -> Plan:
+    """Offer an archived plan again (an archive by mistake is undone, not re-created under a new code)."""
+    plan = _plan(db, plan_id)
+    if plan.status != "active":
+        plan.status, plan.archived_at = "active", None
+        PlatformScope(db).flush()
+        audit(db, actor, "plan.unarchive", target=f"plan:{plan.id}", code=plan.code)
+    return plan
