@@ -300,3 +300,9 @@ def ingest(data_dir: Path | None, workers: int, name: str | None) -> None:
               "VOXFLEET_BROKER_URL to Mosquitto/EMQX for several workers", 2)
     _info(f"ingest: {workers} worker(s), database {_safe(config.database_url)}")
     sys.exit(run_workers(config, workers, name=name))
+
+
+# `voxfleet cloud billing ...` lives beside the ledger it drives (cloud/billing/cli.py).
+from cloud.billing.cli import billing  # noqa: E402  (after `cloud` exists: that module imports nothing from here)
+
+cloud.add_command(billing)

@@ -2,9 +2,11 @@
 
 On embedded defaults this starts, in order: the database (SQLite, migrated), the embedded MQTT
 broker with the cloud's service account, one ingest worker thread, the webhook delivery thread,
-and the web app on Flask's threaded server. With ``broker_url`` set (Mosquitto/EMQX), ingest runs
-as its own processes (``voxfleet cloud ingest --workers N``) and serve runs only the web app and
-webhook deliveries; with PostgreSQL, migrations are an explicit step (``voxfleet cloud db upgrade``)
+the billing scheduler thread (unless ``billing_in_serve`` is off: production may run
+``voxfleet cloud billing run`` on its own instead) and the web app on Flask's threaded server.
+With ``broker_url`` set (Mosquitto/EMQX), ingest runs as its own processes (``voxfleet cloud ingest
+--workers N``) and serve runs only the web app, webhook deliveries and billing; with PostgreSQL,
+migrations are an explicit step (``voxfleet cloud db upgrade``)
 so that several web workers never race to migrate. Production serves the same app with gunicorn:
 ``gunicorn 'cloud.wsgi:app'`` (see cloud/wsgi.py).
 """
@@ -37,6 +39,7 @@ class Running:
     broker: Any = None
     ingest: Any = None
     delivery: Any = None
+    billing: Any = None
     http: Any = None
     threads: list[threading.Thread] = field(default_factory=list)
 
@@ -45,8 +48,8 @@ class Running:
         return f"http://{self.config.http_host}:{self.http.server_port}" if self.http else ""
 
     def stop(self) -> None:
-        for name, part in (("web", self.http), ("deliveries", self.delivery), ("ingest", self.ingest),
-                           ("broker", self.broker)):
+        for name, part in (("web", self.http), ("billing", self.billing), ("deliveries", self.delivery),
+                           ("ingest", self.ingest), ("broker", self.broker)):
             if part is None:
                 continue
             try:
@@ -107,6 +110,7 @@ def ensure_service_account(config: CloudConfig) -> None:
 
 def start(config: CloudConfig, *, ingest: bool | None = None) -> Running:
     """Start every part; on failure, stop what already started and raise ServeError."""
+    from cloud.billing.scheduler import start_billing_thread
     from cloud.ingest.runner import start_ingest_thread
     from cloud.webhooks.deliver import start_delivery_thread
 
@@ -124,6 +128,8 @@ def start(config: CloudConfig, *, ingest: bool | None = None) -> Running:
         if ingest if ingest is not None else config.embedded_broker:
             running.ingest = start_ingest_thread(config, sessions=sessions)
         running.delivery = start_delivery_thread(config)
+        if config.billing_in_serve:
+            running.billing = start_billing_thread(config)
         try:
             running.http = make_server(config.http_host, config.http_port, running.app, threaded=True)
         except OSError as exc:

@@ -25,6 +25,7 @@ from cloud.api.common import (
     parse_query,
     scope,
 )
+from cloud.billing import enforce
 from cloud.broker.admin import BrokerAdminError
 from cloud.broker.runtime import broker_admin
 from cloud.db import Command, ConfigAck, DesiredConfig, Device, DeviceCredential, Project
@@ -168,8 +169,11 @@ def command_out(row: Command) -> dict:
 
 
 def issue_command(device: Device, action: str, args: dict[str, Any]) -> Command:
-    """Store a command (pending), then publish it; it becomes ``sent`` only on the broker's PUBACK."""
+    """Store a command (pending), then publish it; it becomes ``sent`` only on the broker's PUBACK.
+    A ``speak`` is new cloud-side work: refused (402 plan_limit_reached) at a usage hard limit."""
     _paired(device)
+    if action == "speak":
+        within_plan(enforce.check_speak)
     model = ARGS[action]
     try:
         checked = model.model_validate(args).model_dump(exclude_none=True)
@@ -193,6 +197,15 @@ def issue_command(device: Device, action: str, args: dict[str, Any]) -> Command:
                     command_id, device.device_key)
     scope().db.refresh(row)  # the status and sent_at mark_sent wrote
     return row
+
+
+def within_plan(check: Any) -> None:
+    """Run one of cloud.billing.enforce's checks for the caller's tenant; its refusal becomes the API's
+    402 with the stable code ``plan_limit_reached`` and the meter, limit and usage in ``details``."""
+    try:
+        check(scope().db, scope().tenant_id)
+    except enforce.PlanLimitReached as exc:
+        raise ApiError(exc.status, exc.code, str(exc), details=exc.details) from None
 
 
 def _actor() -> str:
@@ -341,7 +354,7 @@ def get_device_config(device_id: uuid.UUID):
 
 @endpoint("POST", "/devices/<uuid:device_id>/commands",
           summary="Send a command (speak, end_session, tap_start, tap_stop, reload, report_now)",
-          tag="devices", body=CommandCreate, response=CommandOut, status=202, errors=(404, 409))
+          tag="devices", body=CommandCreate, response=CommandOut, status=202, errors=(402, 404, 409))
 def post_device_command(device_id: uuid.UUID):
     body = parse_body(CommandCreate)
     row = get_device(device_id)

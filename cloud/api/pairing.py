@@ -15,6 +15,7 @@ from pydantic import Field
 
 from cloud import pairing
 from cloud.api.common import Input, Output, audit, endpoint, parse_body, scope
+from cloud.billing import enforce
 from cloud.broker.admin import BrokerAdminError
 from cloud.broker.runtime import broker_admin, device_broker_url
 from cloud.db import Device
@@ -116,7 +117,7 @@ def collect_pairing():
 
 
 @endpoint("POST", "/pairing/claim", summary="Claim the device showing a pairing code", tag="pairing",
-          body=ClaimRequest, response=Claimed, status=201, errors=(400, 401, 403, 404, 409, 410, 429))
+          body=ClaimRequest, response=Claimed, status=201, errors=(400, 401, 402, 403, 404, 409, 410, 429))
 def claim_pairing_code():
     body = parse_body(ClaimRequest)
     device = claim(scope(), body.code, body.project_id, body.name)
@@ -129,6 +130,10 @@ def claim(current: TenantScope, code: str, project_id: uuid.UUID, name: str | No
     against the tenant's budget of wrong codes (429 once spent); other failures are ApiErrors with the
     pairing error's status and code (404 unknown_code, 410 code_expired, 409 already_claimed, ...)."""
     bucket = f"claim:{current.tenant_id}"
+    try:  # the plan's active-devices hard limit: 402 plan_limit_reached, not a wrong code
+        enforce.check_new_device(current.db, current.tenant_id)
+    except enforce.PlanLimitReached as exc:
+        raise ApiError(exc.status, exc.code, str(exc), details=exc.details) from None
     try:
         device = pairing.claim(current, code, project_id, name, claimed_by)
     except pairing.PairingError as exc:
