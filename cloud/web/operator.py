@@ -328,3 +328,7 @@ def disable_user(user_id: uuid.UUID) -> Response:
 @allow(*OPERATOR)
 def enable_user(user_id: uuid.UUID) -> Response:
     return _set_disabled(user_id, False)
+
+
+# The billing pages (revenue, invoices, plans) attach their views to ``bp`` on import.
+from cloud.web import operator_billing  # noqa: E402, F401

@@ -85,6 +85,7 @@ def test_member_is_refused_every_tenant_page_and_write(portal: Portal) -> None:
         "project_id": org.project_id,
         "user_id": org.owner_id,
         "webhook_id": uuid.uuid4(),
+        "invoice_id": uuid.uuid4(),
     }
     for rule in tenant_rules:
         path = rule.rule

@@ -21,6 +21,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import event
 
 from cloud import admin
+from cloud.billing.invoices import close_period, finalize
+from cloud.billing.periods import Period
+from cloud.billing.plans import create_plan
+from cloud.billing.subscriptions import subscribe
 from cloud.db import AuditEntry, Device, IngestWorkerStats, Tenant, User, VoiceSession, utcnow
 from cloud.db.session import SCOPE_KEY, CloudSession
 from cloud.scoping import PlatformScope, TenantScope
@@ -166,6 +170,16 @@ def test_every_operator_page_reads_only_through_the_platform_scope(portal):
     device = _device(portal, a, presence="online", heartbeat_age=timedelta(seconds=5),
                      services={"listener": "ready", "core": "ready", "audio": "failed"})
     _session(portal, a, device, utcnow(), "answered")
+    # Billing: a plan, the tenant on it since last month, last month's invoice issued.
+    last = Period.of(utcnow()).previous()
+    with portal.sessions() as db:
+        plan = create_plan(db, {"name": "Scoped plan", "code": "scoped", "currency": "EUR",
+                                "monthly_price": 700})
+        subscribe(db, a.tenant.id, plan.id, at=last.start)
+        invoice = close_period(db, a.tenant.id, last)
+        finalize(db, a.tenant.id, invoice.id)
+        db.commit()
+        plan_id, invoice_id = plan.id, invoice.id
     seen: list[tuple] = []
 
     def record(state) -> None:
@@ -175,7 +189,10 @@ def test_every_operator_page_reads_only_through_the_platform_scope(portal):
     try:
         pages = ["/operator/", "/operator/tenants", f"/operator/tenants/{a.tenant.id}", "/operator/system",
                  "/operator/audit", "/operator/users", "/operator/tenants?q=scoped",
-                 f"/operator/audit?tenant={a.tenant.slug}"]
+                 f"/operator/audit?tenant={a.tenant.slug}", "/operator/billing", "/operator/plans",
+                 f"/operator/plans/{plan_id}", f"/operator/billing/tenants/{a.tenant.id}",
+                 f"/operator/billing/invoices/{invoice_id}", f"/operator/billing/invoices/{invoice_id}.csv",
+                 f"/operator/billing?tenant={a.tenant.slug}&status=finalized"]
         texts = {}
         for path in pages:
             response = portal.operator.get(path)
@@ -191,6 +208,11 @@ def test_every_operator_page_reads_only_through_the_platform_scope(portal):
     system = texts["/operator/system"]
     assert device.device_key in system and "failed" in system and "ready" in system
     assert "tenant.create" in texts[f"/operator/audit?tenant={a.tenant.slug}"]
+    assert "7.00 EUR 1 finalized, unpaid invoice(s)" in texts["/operator/billing"]
+    assert "Scoped plan" in texts["/operator/plans"]
+    assert "1 subscriber(s), 1 invoice(s)" in texts["/operator/plans"]
+    due = texts[f"/operator/billing?tenant={a.tenant.slug}&status=finalized"]
+    assert f"{last.label} Scoped Co 7.00 EUR finalized" in due
 
 
 def test_tenant_list_searches_and_pages(portal):

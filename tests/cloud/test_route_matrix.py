@@ -32,6 +32,10 @@ from flask.testing import FlaskClient
 from werkzeug.routing import Rule
 
 from cloud import admin
+from cloud.billing.invoices import close_period, finalize
+from cloud.billing.periods import Period
+from cloud.billing.plans import create_plan
+from cloud.billing.subscriptions import subscribe
 from cloud.db import ApiKey, Device, User, VoiceSession, Webhook, utcnow
 from cloud.scoping import PlatformScope, TenantScope
 from cloud.security import hash_password, invite_token, new_api_key, reset_token
@@ -99,11 +103,19 @@ def world(database, tmp_path) -> Iterator[World]:
         webhook = scope.add(Webhook(url="https://hooks.example.test/in", events=["session.completed"],
                                     secret=secrets.token_hex(16)))
         scope.flush()
+        # Billing: a plan, the tenant on it since last month, and last month's invoice, issued.
+        plan = create_plan(db, {"name": "Matrix plan", "code": "matrix", "currency": "EUR",
+                                "monthly_price": 900})
+        last = Period.of(utcnow()).previous()
+        subscribe(db, tenant_id, plan.id, at=last.start)
+        invoice = close_period(db, tenant_id, last)
+        finalize(db, tenant_id, invoice.id)
         params = {
             "tenant_id": str(tenant_id), "project_id": str(project_id), "device_id": str(device.id),
             "session_id": str(session.id), "key_id": str(api_key.id), "api_key_id": str(api_key.id),
             "webhook_id": str(webhook.id), "user_id": str(invited.id),
             "token": invite_token(SECRET, str(invited.id), None),
+            "plan_id": str(plan.id), "invoice_id": str(invoice.id),
         }
         member = people["tenant_member"]
         endpoint_params = {"reset": {"token": reset_token(SECRET, str(member.id), member.password_hash)}}
@@ -204,7 +216,8 @@ def test_every_route_and_role_gets_exactly_the_allowed_answer(world):
                                 f"got {_describe(response)}")
             checked.add(rule.endpoint)
     # The matrix cannot pass by finding nothing to check.
-    assert {"signin.login", "operator.dashboard", "operator.tenant", "operator.users"} <= checked
+    assert {"signin.login", "operator.dashboard", "operator.tenant", "operator.users", "operator.billing",
+            "operator.edit_plan", "operator.invoice", "tenant.billing", "tenant.invoice_csv"} <= checked
     assert not failures, f"{len(failures)} wrong answer(s):\n  " + "\n  ".join(failures)
 
 
@@ -234,5 +247,6 @@ def test_post_routes_refuse_requests_without_a_csrf_token_and_still_check_roles(
             if not _verdict(expected, response):
                 failures.append(f"POST {url} ({rule.endpoint}) as {who} with a valid CSRF token: expected "
                                 f"{expected}, got {_describe(response)}")
-    assert {"signin.logout", "operator.suspend", "operator.disable_user"} <= checked
+    assert {"signin.logout", "operator.suspend", "operator.disable_user", "operator.delete_plan",
+            "operator.void_invoice", "tenant.change_plan"} <= checked
     assert not failures, f"{len(failures)} wrong answer(s):\n  " + "\n  ".join(failures)

@@ -1,7 +1,8 @@
 """Tenant isolation through the portal pages, as a property: for random multi-tenant data, a signed-in
 owner of one tenant never sees another tenant's names or ids in any page (tenant and member portals,
-lists, details, usage and its CSV), and every page that acts on an id answers 404 for another
-tenant's, changing nothing. On SQLite and PostgreSQL (row-level security under the scoping layer)."""
+lists, details, usage and its CSV, billing and its invoices), and every page that acts on an id
+answers 404 for another tenant's, changing nothing. On SQLite and PostgreSQL (row-level security
+under the scoping layer)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,17 @@ from datetime import timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cloud.billing.invoices import close_period, finalize
+from cloud.billing.periods import Period
+from cloud.billing.plans import create_plan
+from cloud.billing.subscriptions import subscribe
 from cloud.db import ApiKey, Device, Project, UsageRecord, User, VoiceSession, Webhook, utcnow
+from cloud.db.billing import Invoice, Subscription
 from cloud.scoping import TenantScope
 from cloud.security import new_api_key
 from tests.cloud.test_tenant_fixtures import Org, Portal, portal_fixture, post  # noqa: F401
 
+LAST = Period.of(utcnow()).previous()
 # Per tenant: sessions per device, an extra project or not, a webhook or not, number of API keys.
 SHAPES = st.lists(
     st.tuples(st.lists(st.integers(0, 2), max_size=3), st.booleans(), st.booleans(), st.integers(0, 2)),
@@ -34,12 +41,19 @@ class Made:
 
 def _build(portal: Portal, shape) -> list[Made]:
     made = []
+    # One price list for everyone (plans are the platform's, offered to every tenant); each tenant is on
+    # it since last month and has last month's invoice, issued.
+    with portal.sessions() as db:
+        plan = create_plan(db, {"name": "Shared plan", "code": f"p-{uuid.uuid4().hex[:8]}", "currency": "EUR",
+                                "monthly_price": 1500})
+        db.commit()
+        plan_id = plan.id
     for sessions_per_device, extra_project, webhook, keys in shape:
         org = portal.tenant(f"Org {uuid.uuid4().hex[:8]}")
         m = Made(
             org,
             {org.name, str(org.id), str(org.project_id), str(org.owner_id)},
-            {k: [] for k in ("device", "session", "project", "key", "webhook", "user")},
+            {k: [] for k in ("device", "session", "project", "key", "webhook", "user", "invoice")},
         )
         m.ids["project"].append(org.project_id)
         m.ids["user"].append(org.owner_id)
@@ -119,6 +133,11 @@ def _build(portal: Portal, shape) -> list[Made]:
                 m.secrets |= {hook.url, hook.secret, str(hook.id)}
             owner = scope.get(User, org.owner_id)
             m.secrets.add(owner.email)
+            subscribe(db, org.id, plan_id, at=LAST.start)
+            invoice = close_period(db, org.id, LAST)
+            finalize(db, org.id, invoice.id)
+            m.ids["invoice"].append(invoice.id)
+            m.secrets.add(str(invoice.id))
             db.commit()
         made.append(m)
     return made
@@ -146,6 +165,8 @@ def _pages(me: Made) -> list[str]:
     ]
     pages += [f"/tenant/projects/{i}" for i in me.ids["project"]]
     pages += [f"/tenant/webhooks/{i}" for i in me.ids["webhook"]]
+    pages += ["/tenant/billing"] + [f"/tenant/billing/invoices/{i}{suffix}" for i in me.ids["invoice"]
+                                    for suffix in ("", ".csv")]
     return pages
 
 
@@ -157,6 +178,9 @@ def _snapshot(portal: Portal) -> set:
         | {(r.id, r.tenant_id, r.revoked_at, r.expires_at) for r in portal.rows(ApiKey)}
         | {(r.id, r.tenant_id, r.url, r.active, tuple(r.events)) for r in portal.rows(Webhook)}
         | {(r.id, r.tenant_id, r.role) for r in portal.rows(User)}
+        | {(r.id, r.tenant_id, r.status, r.total) for r in portal.rows(Invoice)}
+        | {(r.id, r.tenant_id, r.plan_id, r.next_plan_id, r.cancel_at_period_end)
+           for r in portal.rows(Subscription)}
     )
 
 
@@ -215,6 +239,9 @@ def test_no_page_shows_or_changes_another_tenants_rows(portal: Portal, database,
                 for suffix in ("", "/test", "/delete"):
                     data = {"url": "https://example.com/x", "events": ["device.online"]}
                     assert post(client, f"/tenant/webhooks/{i}{suffix}", data).status_code == 404
+            for i in other.ids["invoice"]:
+                assert client.get(f"/tenant/billing/invoices/{i}").status_code == 404
+                assert client.get(f"/tenant/billing/invoices/{i}.csv").status_code == 404
             for i in other.ids["user"]:
                 assert post(client, f"/tenant/team/{i}/role", {"role": "tenant_member"}).status_code == 404
                 assert post(client, f"/tenant/team/{i}/remove").status_code == 404

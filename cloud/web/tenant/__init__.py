@@ -35,6 +35,7 @@ for _label, _endpoint in (
     ("Projects", "tenant.projects"),
     ("API keys", "tenant.keys"),
     ("Usage", "tenant.usage"),
+    ("Billing", "tenant.billing"),
     ("Team", "tenant.team"),
     ("Settings", "tenant.settings"),
 ):
@@ -42,6 +43,7 @@ for _label, _endpoint in (
 
 # The views attach themselves to ``bp`` on import.
 from cloud.web.tenant import (  # noqa: E402, F401
+    billing,
     dashboard,
     devices,
     keys,
