@@ -27,6 +27,11 @@ def create_app(config: CloudConfig | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
     )
     app.extensions["voxfleet.config"] = config
+    if config.proxy_hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = config.proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
     db_session.init_app(app, config.database_url, config.database_role or None)
     register_error_handlers(app)
 

@@ -53,6 +53,7 @@ ENVIRONMENT = {
     "VOXFLEET_INVOICE_GRACE_HOURS": "invoice_grace_hours",
     "VOXFLEET_LAGO_API_URL": "lago_api_url",
     "VOXFLEET_LAGO_API_KEY": "lago_api_key",
+    "VOXFLEET_PROXY_HOPS": "proxy_hops",
 }
 
 
@@ -145,6 +146,10 @@ class CloudConfig(BaseModel):
     # adds /api/v1/), e.g. https://api.getlago.com; the key is an organisation API key, never logged.
     lago_api_url: str | None = Field(default=None, pattern=r"^https?://")
     lago_api_key: SecretStr | None = None
+    # Reverse proxies in front of the web app (nginx: 1). Their X-Forwarded-For/-Proto/-Host/-Port are
+    # trusted for exactly this many hops, so per-address sign-in throttles and rate limits see the real
+    # client; 0 (no proxy) ignores those headers, which anyone could otherwise forge.
+    proxy_hops: int = Field(default=0, ge=0, le=5)
 
     @property
     def keycloak(self) -> KeycloakRealmConfig | None:

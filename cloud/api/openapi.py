@@ -35,6 +35,7 @@ ERROR_SCHEMA = {
 STANDARD_ERRORS = {
     400: "invalid input (the message names the field)",
     401: "missing, unknown, revoked or expired API key",
+    402: "the plan's hard limit is reached (plan_limit_reached: meter, limit and usage in details)",
     403: "read-only key on a write route, or a suspended tenant",
     404: "not found (also for another tenant's ids)",
     409: "conflicts with the current state",

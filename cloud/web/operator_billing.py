@@ -19,6 +19,7 @@ from typing import Any
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, or_, select
 
+from cloud.app import current_config
 from cloud.billing import invoices as ledger
 from cloud.billing import plans as plan_book
 from cloud.billing import revenue, subscriptions
@@ -30,6 +31,7 @@ from cloud.db.session import get_db
 from cloud.scoping import PlatformScope
 from cloud.web import billing_common as common
 from cloud.web.access import OPERATOR, allow, nav, platform
+from cloud.web.lago_panel import lago_panel
 from cloud.web.operator import _actor, _back, _page_number, bp
 from cloud.web.operator_queries import Page
 
@@ -176,7 +178,9 @@ def billing() -> tuple[str, int]:
         last=last, first=first, outstanding=ledger.outstanding(db), outstanding_n=outstanding_counts(scope),
         by_plan=plan_revenue(scope, first, last), trend=trend, currencies=currencies, chart=chart,
         page=page, args=args, errors=errors, statuses=INVOICE_STATUSES,
-        filtered=any(args.values())), 400 if errors else 200
+        filtered=any(args.values()),
+        lago=lago_panel(current_config(), scope, sorted(set(currencies) | set(revenue.mrr(db))))), \
+        400 if errors else 200
 
 
 def _invoice_or_404(invoice_id: uuid.UUID) -> Invoice:

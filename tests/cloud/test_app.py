@@ -94,3 +94,21 @@ def test_rate_limit_errors_keep_retry_after(client):
     response = client.get("/api/v1/_test/limited")
     assert response.status_code == 429 and response.headers["Retry-After"] == "30"
     assert _error(response)["code"] == "rate_limited"
+
+
+@pytest.mark.parametrize("hops, expected", [(0, "127.0.0.1"), (1, "203.0.113.7")])
+def test_client_address_behind_a_proxy_is_trusted_only_for_configured_hops(tmp_path, hops, expected):
+    """Sign-in throttles and rate limits key on the client address: behind nginx that is the
+    forwarded one, and without a proxy a forged X-Forwarded-For must not change it."""
+    config = load_config(tmp_path, environ={"VOXFLEET_DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite",
+                                            "VOXFLEET_PROXY_HOPS": str(hops)})
+    app = create_app(config)
+
+    @app.get("/api/v1/_test/whoami")
+    def whoami():
+        from flask import request
+        return {"addr": request.remote_addr, "scheme": request.scheme}
+
+    answer = app.test_client().get("/api/v1/_test/whoami", headers={
+        "X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}).get_json()
+    assert answer == {"addr": expected, "scheme": "https" if hops else "http"}

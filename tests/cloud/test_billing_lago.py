@@ -436,3 +436,42 @@ def test_lago_ends_with_exactly_the_distinct_events_whatever_the_faults(database
     finally:
         stand_in.stop()
 
+
+
+# --- the operator's billing page when Lago bills ----------------------------------------------------
+
+def test_operator_billing_page_shows_lagos_mrr_and_queue_and_says_when_lago_is_down(database, lago, gateway,
+                                                                                   tmp_path):
+    from cloud import admin
+    from tests.cloud.test_api_fixtures import close_app, make_app
+    from tests.cloud.test_tenant_fixtures import Portal
+
+    tenant_id, devices, sub_id = subscribed_tenant(database)
+    store(database, tenant_id, usage_in_march(devices, 2, tts=10))
+    sync(database, gateway)
+    store(database, tenant_id, usage_in_march(devices, 1, tts=5))   # queued, not sent yet
+    with database.sessions() as db:
+        enqueue(db, tenant_id, sub_id)
+        db.commit()
+        pending = pending_count(db, tenant_id)
+        operator = admin.create_operator(db, "op-lago@example.com", "a-long-password-1")
+        db.commit()
+        operator_id = operator.id
+
+    app = make_app(database.url, tmp_path, lago_api_url=lago.url, lago_api_key=lago.api_key)
+    try:
+        client = Portal(app).client(operator_id)
+        page = client.get("/operator/billing").get_data(as_text=True)
+        # The stand-in's MRR for this month: one active "pro" subscription at 49.00 EUR.
+        assert 'data-stat="lago-mrr-EUR"><div class="value">49.00 EUR' in page
+        assert f"Events waiting: {pending}" in page and pending > 0
+        assert "sent: " in page and lago.api_key not in page
+
+        lago.set_fault("503")
+        down = client.get("/operator/billing")
+        assert down.status_code == 200                       # the ledger's figures still show
+        assert "Lago's figures are unavailable" in down.get_data(as_text=True)
+        assert lago.api_key not in down.get_data(as_text=True)
+    finally:
+        lago.set_fault(None)
+        close_app(app)
