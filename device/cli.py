@@ -87,10 +87,11 @@ def device() -> None:
 def run(data_dir, **overrides) -> None:
     """Start and supervise the OVOS services until Ctrl-C or SIGTERM."""
     from device.models import ModelNotFound
-    from device.supervisor import StackError, Supervisor
+    from device.supervisor import StackError, Supervisor, services_for
 
     paths, settings = _load(data_dir, **overrides)
-    supervisor = Supervisor(paths, settings, on_event=_say, overrides=overrides)
+    supervisor = Supervisor(paths, settings, services=services_for(settings), on_event=_say,
+                            overrides=overrides)
     try:
         supervisor.start()
     except (StackError, ModelNotFound) as exc:
@@ -216,6 +217,26 @@ def sync(data_dir, once, timeout) -> None:
         link.close()
     if once and store.depth():
         _fail(f"{store.depth()} events are still queued")
+
+
+@device.command("setup-web")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help=DATA_DIR_HELP)
+@click.option("--host", default="0.0.0.0", show_default=True,
+              help="Address to listen on. Only LAN clients (private, loopback, link-local) are answered.")
+@click.option("--port", type=int, help="Port (default: setup_web_port from settings.json, 8080).")
+def setup_web(data_dir, host, port) -> None:
+    """Serve the local setup web page (first boot, network, voice, cloud pairing, status)."""
+    from device.web.serve import serve
+
+    paths, settings = _load(data_dir)
+    port = port or settings.setup_web_port
+    _say(f"setup web on http://{host}:{port}/ (data folder {paths.root}); Ctrl-C stops it")
+    try:
+        serve(paths, host, port)
+    except OSError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        pass
 
 
 @device.command()

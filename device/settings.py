@@ -66,6 +66,9 @@ class DeviceSettings(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Skill ids that may run; None runs every installed skill.
     enabled_skills: list[str] | None = None
+    # The local setup web (device/web): served by the supervisor beside the voice services.
+    setup_web: bool = True
+    setup_web_port: int = Field(default=8080, ge=1, le=65535)
 
     @field_validator("wake_word", "stt_model", "tts_voice")
     @classmethod

@@ -65,6 +65,15 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("audio", ("ovos-audio",), "mycroft.audio.is_ready"),
     ServiceSpec("listener", ("ovos-dinkum-listener",), "mycroft.voice.is_ready"),
 )
+# The local setup web (device/web). It is not on the bus, so it has no ready query: it counts as
+# ready once the bus is up, and a taken port makes it wait rather than exit (device/web/serve.py).
+SETUP_WEB = ServiceSpec("setup-web", ("-m", "device.web.serve"), None)
+
+
+def services_for(settings: DeviceSettings) -> tuple[ServiceSpec, ...]:
+    """What ``voxfleet device run`` supervises: the voice stack, plus the setup web unless settings turn
+    it off (one-shot stacks, such as ``device listen``'s, keep to the voice stack)."""
+    return SERVICES + (SETUP_WEB,) if settings.setup_web else SERVICES
 
 
 def _bin(executable: str) -> str:

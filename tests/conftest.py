@@ -87,3 +87,27 @@ def samples_dir(tmp_path_factory) -> Path:
 # The portals' browser fixtures (a live cloud, Debian's Chromium through Playwright), shared by
 # tests/cloud/ and the voice tests: one Playwright per test session (its sync API allows no second).
 from tests.cloud.browser import browser, chromium, live_cloud  # noqa: E402, F401
+
+
+@pytest.fixture(scope="session")
+def fake_microphone_chromium(request):
+    """``launch(wav)``: a Chromium whose microphone plays ``wav`` (looped), for the voice pages' tests.
+
+    Chromium takes the fake microphone's file as a launch flag, so each WAV needs its own browser;
+    it is launched from the session's one Playwright (``chromium.browser_type``) and closed at the end.
+    """
+    from tests.cloud.browser import CHROMIUM, CHROMIUM_ARGS
+
+    browser_type = request.getfixturevalue("chromium").browser_type
+    launched = []
+
+    def launch(wav: Path):
+        started = browser_type.launch(executable_path=CHROMIUM, args=[
+            *CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={wav}"])
+        launched.append(started)
+        return started
+
+    yield launch
+    for started in launched:
+        started.close()

@@ -83,13 +83,13 @@ def test_device_run_stops_everything_on_sigterm(tmp_path):
         else:
             pytest.fail("stack did not become ready:\n" + "".join(lines))
         children = psutil.Process(proc.pid).children(recursive=True)
-        assert len(children) >= 6  # messagebus, volume, agent, core, audio, listener
+        assert len(children) >= 7  # messagebus, volume, agent, core, audio, listener, setup-web
         status = subprocess.run([VOXFLEET, "device", "status", "--data-dir", str(tmp_path), "--json"],
                                 capture_output=True, text=True)
         assert status.returncode == 0, status.stdout
         report = json.loads(status.stdout)
         assert report["running"] and set(report["services"]) == {"messagebus", "volume", "agent", "core",
-                                                                  "audio", "listener"}
+                                                                  "audio", "listener", "setup-web"}
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
         gone, alive = psutil.wait_procs(children, timeout=15)
