@@ -11,6 +11,7 @@ Audio longer than the largest window goes through faster-whisper's ordinary path
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from pathlib import Path
@@ -22,6 +23,8 @@ from device import models
 SAMPLE_RATE = 16000
 FRAMES_PER_SECOND = 100  # whisper's mel frames
 MAX_WORDS_PER_SECOND = 5.0  # faster than any speaker: more words than this means a hallucination
+
+log = logging.getLogger(__name__)
 
 
 def _words(text: str) -> list[str]:
@@ -46,8 +49,18 @@ class WhisperEngine:
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
 
-        self.model = WhisperModel(str(model or models.stt_model_dir()), device=device,
-                                  compute_type=compute_type, cpu_threads=cpu_threads)
+        path = str(model or models.stt_model_dir())
+        try:
+            self.model = WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=cpu_threads)
+        except (RuntimeError, ValueError) as exc:
+            if device == "cpu":
+                raise
+            # A Jetson whose CUDA libraries went away in an OS update, or a CTranslate2 built without
+            # CUDA (PyPI's aarch64 wheels): keep listening on the CPU rather than not at all.
+            log.warning("whisper cannot run on %s (%s); using the CPU (int8) instead", device, exc)
+            device, compute_type = "cpu", "int8"
+            self.model = WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=cpu_threads)
+        self.device, self.compute_type = device, compute_type
         self.beam_size = beam_size
         self.margin = margin
         self.min_window = min_window

@@ -49,3 +49,20 @@ def test_transcribes_spoken_command(engine):
 def test_empty_audio_gives_empty_text(engine):
     assert engine.transcribe(b"") == ""
     assert engine.transcribe(np.zeros(0, np.float32)) == ""
+
+
+def test_cuda_asked_on_a_machine_without_it_falls_back_to_the_cpu(caplog):
+    """A Jetson set to `stt_device: cuda` whose CUDA libraries are gone (or a CTranslate2 built without
+    CUDA) still understands commands, on the CPU, and says why in the log."""
+    import ctranslate2
+
+    if ctranslate2.get_cuda_device_count() > 0:
+        pytest.skip("this machine has a CUDA device: the fallback cannot be provoked here")
+    from device.samples import PiperVoice
+
+    with caplog.at_level("WARNING", logger="device.stt"):
+        engine = WhisperEngine(device="cuda", compute_type="float16")
+    assert (engine.device, engine.compute_type) == ("cpu", "int8")
+    assert "using the CPU" in caplog.text
+    pcm = PiperVoice().speak("what time is it").padded(0.3, 0.3)
+    assert "time" in engine.transcribe(pcm.to_bytes()).lower()
