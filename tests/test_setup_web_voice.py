@@ -153,12 +153,13 @@ def test_too_long_and_too_big_are_refused():
 
 
 def test_preview_is_speech_whisper_understands():
-    wav = voice_checks.preview("en_US-joe-medium", "The kitchen lights are on.")
+    # Piper samples its phrasing afresh each time: a sentence tiny.en hears the same way every time.
+    wav = voice_checks.preview("en_US-joe-medium", "What time is it?")
     with wave.open(io.BytesIO(wav), "rb") as reader:
         assert reader.getframerate() == 22050 and reader.getnchannels() == 1
-        assert reader.getnframes() / reader.getframerate() > 1.0
+        assert reader.getnframes() / reader.getframerate() > 0.5
     heard = voice_checks.transcribe(audio.load_wav_bytes(wav), "tiny.en").text.lower()
-    assert "kitchen lights" in heard
+    assert "what time is it" in heard
 
 
 @pytest.mark.parametrize("voice, text, message", [
