@@ -337,6 +337,10 @@ def test_tenant_sees_plan_usage_bars_and_issued_invoices(portal):
     assert str(invoice_id) not in html and "No invoices yet" in shown
     assert owner.get(f"/tenant/billing/invoices/{invoice_id}").status_code == 404
     assert owner.get(f"/tenant/billing/invoices/{invoice_id}.csv").status_code == 404
+    # The dashboard shows the same bars and the hard-limit banner, so 80 % is seen before an invoice.
+    home = owner.get("/tenant/").get_data(as_text=True)
+    assert dict(re.findall(r'data-meter="(\w+)" data-colour="(\w+)"', home)) == colours
+    assert 'id="plan-limit-banner"' in home
 
     with portal.sessions() as db:
         ledger.finalize(db, org.id, invoice_id)
