@@ -118,7 +118,7 @@ def _story(live_cloud, browser, tenant_context) -> None:
         period = period.next()
 
     # The operator puts Harbour Hotels on the plan from the billing page.
-    page.get_by_role("link", name="Billing").click()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Billing").click()
     page.get_by_label("Tenant slug or id").first.fill(slug)
     page.get_by_role("button", name="Open its billing").click()
     assert "Harbour Hotels is on no plan" in page.inner_text("main")
@@ -134,7 +134,7 @@ def _story(live_cloud, browser, tenant_context) -> None:
             stt_seconds=12.0, wake_words=1)
     tenant_page = tenant_context.new_page()
     sign_in(tenant_page, live_cloud, owner)
-    tenant_page.get_by_role("link", name="Billing").click()
+    tenant_page.get_by_role("navigation", name="Main").get_by_role("link", name="Billing").click()
     bars = {m: tenant_page.locator(f'.meter-bar[data-meter="{m}"]')
             for m in ("tts_characters", "intents_handled", "stt_seconds")}
     assert {m: b.get_attribute("data-colour") for m, b in bars.items()} == {
