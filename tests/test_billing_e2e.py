@@ -5,7 +5,8 @@ answer), and then the ledger: the metered sessions, STT seconds, TTS characters 
 equal the usage rows the device sent, and `voxfleet cloud billing close-periods` turns them into an
 invoice with the plan fee and one overage line per meter, priced from those units. Then one
 `voxfleet cloud billing run --once` pass with Lago configured (its stand-in, tests/stand_ins/lago.py)
-delivers the same units to Lago, each event under a transaction id made from the usage row's event id.
+pushes the plan and delivers the same units to Lago, each event under a transaction id made from the
+usage row's event id, and Lago's usage fees for them equal the invoice's overage lines.
 
 The voice stack's own cloud.json is put back afterwards, as tests/test_cloud_e2e.py does, so the other
 voice tests keep their broker.
@@ -132,7 +133,6 @@ def test_spoken_commands_become_metered_units_and_an_invoice_with_overage(voice_
     # configured, as production runs the scheduler beside the web workers.
     lago = LagoStandIn().start()
     try:
-        lago.add_plan(PLAN["code"], FEE, "EUR", PLAN["name"])      # the operator defines it in Lago
         env = {**cloud.env, "VOXFLEET_LAGO_API_URL": lago.url, "VOXFLEET_LAGO_API_KEY": lago.api_key}
         done = subprocess.run([VOXFLEET, "cloud", "billing", "run", "--once"], env=env, capture_output=True,
                               text=True, timeout=120)
@@ -152,3 +152,8 @@ def test_spoken_commands_become_metered_units_and_an_invoice_with_overage(voice_
                **{m: sum((Decimal(str(e.properties[m])) for e in events if e.code == m), Decimal(0))
                   for m in ("stt_seconds", "tts_characters", "intents_handled")}}
     assert in_lago == sent
+    # The plan went to Lago with the ledger's prices, so Lago's usage fees are the invoice's overage lines.
+    assert lago.plans[PLAN["code"]]["amount_cents"] == FEE
+    fees = {m: int((a * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+            for m, a in lago.charges_of(subscription_id).items()}
+    assert fees == {li.meter: li.amount for li in lines if li.kind == "overage"}

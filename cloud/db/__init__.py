@@ -8,7 +8,7 @@ from cloud.db.commands import Command
 from cloud.db.configs import ConfigAck, DesiredConfig
 from cloud.db.devices import Device, DeviceCredential, Heartbeat
 from cloud.db.ingest import DeviceIngest, IngestWorkerStats
-from cloud.db.lago import LagoCustomer, LagoEvent
+from cloud.db.lago import LagoCustomer, LagoEvent, LagoPlan
 from cloud.db.pairing import PairingCode
 from cloud.db.tenants import Project, Tenant
 from cloud.db.usage import UsageRecord
@@ -19,7 +19,7 @@ from cloud.db.webhooks import Webhook, WebhookDelivery
 __all__ = [
     "ApiKey", "AuditEntry", "Base", "Command", "ConfigAck", "DesiredConfig", "Device", "DeviceCredential",
     "DeviceIngest", "Heartbeat", "IngestWorkerStats", "Invoice", "InvoiceLine", "LagoCustomer", "LagoEvent",
-    "PairingCode", "Plan",
+    "LagoPlan", "PairingCode", "Plan",
     "Project", "SessionEvent", "Subscription", "Tenant", "UTCDateTime", "UsageAlert", "UsageRecord", "User",
     "VoiceSession", "Webhook", "WebhookDelivery", "new_id", "utcnow",
 ]

@@ -5,7 +5,8 @@ and Lago ``transaction_id``, which is derived from our event id), before anythin
 leaves ``pending`` only when Lago accepted it (``sent``) or refused it for good (``rejected``, with
 Lago's reason, shown to the operator); sent rows are kept as the proof that the usage row was queued,
 so a usage row is never queued twice. ``lago_customers`` records what Lago holds for a tenant (its
-customer and subscriptions), so a sync only calls Lago for what changed.
+customer and subscriptions), and ``lago_plans`` what Lago was last given for each plan, so a sync only
+calls Lago for what changed.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Index, Integer, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cloud.db.base import Base, CreatedMixin, JsonDict, TenantOwned, enum_check
+from cloud.db.base import Base, CreatedMixin, IdMixin, JsonDict, TenantOwned, enum_check
 
 LAGO_EVENT_STATUSES = ("pending", "sent", "rejected")
 
@@ -52,5 +53,17 @@ class LagoCustomer(TenantOwned, CreatedMixin, Base):
     __table_args__ = (UniqueConstraint("tenant_id"),)
 
     state: Mapped[JsonDict] = mapped_column(default=dict)
+    synced_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(1000))
+
+
+class LagoPlan(IdMixin, CreatedMixin, Base):
+    """What Lago was last given for one of our plans (platform-owned, like the plan): ``payload`` is
+    the accepted body of POST/PUT /plans, whose ``code`` is the plan's code in Lago."""
+
+    __tablename__ = "lago_plans"
+
+    plan_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"), unique=True)
+    payload: Mapped[JsonDict] = mapped_column(default=dict)
     synced_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(String(1000))

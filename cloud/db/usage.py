@@ -18,6 +18,9 @@ class UsageRecord(TenantOwned, Base):
     __table_args__ = (
         UniqueConstraint("device_id", "event_id"),
         Index("ix_usage_records_tenant_id_ts", "tenant_id", "ts"),
+        # The meter's clock-skew rule and the billing scheduler look usage up by when it arrived.
+        Index("ix_usage_records_tenant_id_received_at", "tenant_id", "received_at"),
+        Index("ix_usage_records_received_at", "received_at"),
     )
 
     device_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))

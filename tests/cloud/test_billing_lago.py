@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 from click.testing import CliRunner
@@ -18,12 +18,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloud.billing.invoices import close_period
+from cloud.billing.invoices import lines as invoice_lines
 from cloud.billing.lago import LagoGateway, sync_once
 from cloud.billing.lago.customers import sync_customer
 from cloud.billing.lago.outbox import drain, enqueue, pending_count, rejected, requeue_rejected
 from cloud.billing.lago.readback import invoices, mrr
 from cloud.billing.lago.sync import ensure_metrics
-from cloud.billing.plans import create_plan
+from cloud.billing.plans import create_plan, update_plan
 from cloud.billing.subscriptions import cancel, change_plan, subscribe
 from cloud.cli import cloud
 from cloud.config import load_config
@@ -186,15 +187,105 @@ def test_a_suspended_tenant_keeps_its_subscription_and_its_usage_is_billed(datab
     assert len(lago.events_of(sub_id)) == 2 * 3
 
 
-def test_a_plan_missing_in_lago_is_a_clear_error_and_the_usage_waits(database, lago, gateway):
+def test_plans_are_pushed_with_their_charges_and_a_hand_made_one_takes_the_ledgers_terms(
+        database, lago, gateway):
+    # "pro" was made by hand in Lago (the fixture); "enterprise" exists only in the ledger.
+    with database.sessions() as db:
+        create_plan(db, plan_spec("enterprise", name="Enterprise", monthly_price=100000, meters={
+            "sessions": {"included": 0, "overage_price": "1.5"},
+            "stt_seconds": {"included": 600, "overage_price": "0.25"},
+            "tts_characters": {"included": 1000, "overage_price": "0"}}))   # free: no charge
+        db.commit()
     tenant_id, devices, sub_id = subscribed_tenant(database, code="enterprise")
+    subscribed_tenant(database, code="pro")
+
+    report = sync(database, gateway)
+
+    assert report.ok, str(report)
+    assert report.plans_pushed == ["enterprise", "pro"]
+    ids = {code: m["lago_id"] for code, m in lago.metrics.items()}
+    enterprise = lago.plans["enterprise"]
+    assert (enterprise["name"], enterprise["amount_cents"], enterprise["amount_currency"],
+            enterprise["interval"], enterprise["pay_in_advance"]) == (
+        "Enterprise", 100000, "EUR", "monthly", False)
+    charges = enterprise["charges"]
+    assert [(c["lago_billable_metric_id"], c["charge_model"], c["properties"]) for c in charges] == [
+        (ids["sessions"], "standard", {"amount": "0.015"}),     # 1.5 cents a session, in euros
+        (ids["stt_seconds"], "graduated", {"graduated_ranges": [
+            {"from_value": 0, "to_value": 600, "per_unit_amount": "0", "flat_amount": "0"},
+            {"from_value": 601, "to_value": None, "per_unit_amount": "0.0025", "flat_amount": "0"}]}),
+    ]
+    pro = lago.plans["pro"]                    # the ledger's terms replaced the hand-made ones
+    assert [(c["billable_metric_code"], c["charge_model"]) for c in pro["charges"]] == [
+        ("tts_characters", "graduated"), ("intents_handled", "graduated")]
+    assert lago.subscriptions[sub_id]["plan_code"] == "enterprise"
+
+    writes = lago.plan_writes
+    assert sync(database, gateway).plans_pushed == [] and lago.plan_writes == writes   # nothing changed
+
+
+def test_an_edited_plan_is_pushed_once_and_lago_prices_usage_as_the_ledger_does(database, lago, gateway):
+    tenant_id, devices, sub_id = subscribed_tenant(database)    # pro: 1000 TTS characters included
+    store(database, tenant_id, usage_in_march(devices, 3, tts=400, intents=5))   # 1200 chars, 15 intents
+    sync(database, gateway)
+    with database.sessions() as db:
+        plan = PlatformScope(db).first(Plan, Plan.code == "pro")
+        update_plan(db, plan.id, plan_spec("pro", name="Pro 2026", meters={
+            "tts_characters": {"included": 1000, "overage_price": "0.04"},
+            "intents_handled": {"included": 10, "overage_price": "2"}}))
+        db.commit()
+
+    report = sync(database, gateway)
+
+    assert report.plans_pushed == ["pro"] and lago.plans["pro"]["name"] == "Pro 2026"
+    with database.sessions() as db:
+        invoice = close_period(db, tenant_id, MARCH, now=LATER)
+        lines = {line.meter: line.amount for line in invoice_lines(db, tenant_id, invoice.id)
+                 if line.kind == "overage"}
+    in_lago = {code: int((amount * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+               for code, amount in lago.charges_of(sub_id).items()}
+    assert lines == in_lago == {"tts_characters": 8, "intents_handled": 10}   # 200 x 0.04, 5 x 2
+
+
+def test_a_plan_lago_refuses_is_reported_and_the_others_go_on(database, lago, gateway, monkeypatch):
+    with database.sessions() as db:
+        create_plan(db, plan_spec("team", name="Team", monthly_price=9900))
+        db.commit()
+    tenant_id, devices, sub_id = subscribed_tenant(database)
+    store(database, tenant_id, usage_in_march(devices, 1, tts=1))
+    lago.set_fault("400", times=1, after=7)          # metrics listed and made; the first plan (pro) refused
+    report = sync(database, gateway)
+    assert report.failures and report.failures[0].startswith("plan pro: ")
+    assert "HTTP 400" in report.failures[0]
+    assert "team" in report.plans_pushed
+    assert sync(database, gateway).plans_pushed == ["pro"]       # tried again, accepted
+    assert lago.events_of(sub_id)
+
+
+def test_a_billable_metric_lago_refuses_stops_the_pass_with_the_reason_and_nothing_is_lost(
+        database, lago, gateway):
+    tenant_id, devices, sub_id = subscribed_tenant(database)
+    store(database, tenant_id, usage_in_march(devices, 2, tts=3))
+    lago.set_fault("400", times=1, after=1)          # metrics listed; creating the first one refused
+    report = sync(database, gateway)
+    assert not report.ok and "creating billable metric sessions" in report.error
+    assert "HTTP 400" in report.error and lago.events_of() == []
+    report = sync(database, gateway)
+    assert report.ok, str(report)
+    assert len(lago.events_of(sub_id)) == 2 * 3
+
+
+def test_a_tenant_on_a_plan_without_currency_is_a_clear_error_and_its_usage_waits(database, lago, gateway):
+    with database.sessions() as db:
+        create_plan(db, {"name": "Trial", "code": "trial", "currency": None, "monthly_price": 0,
+                         "meters": {"intents_handled": {"included": 100, "hard_limit": 100}}})
+        db.commit()
+    tenant_id, devices, sub_id = subscribed_tenant(database, code="trial")
     store(database, tenant_id, usage_in_march(devices, 1, tts=1))
     report = sync(database, gateway)
-    assert report.failures and "plan_not_found" in report.failures[0] and "HTTP 404" in report.failures[0]
-    assert lago.events_of() == [] and sub_id not in lago.subscriptions
-    lago.add_plan("enterprise", 100000, "EUR")              # the operator adds it in Lago
-    report = sync(database, gateway)
-    assert report.ok and len(lago.events_of(sub_id)) == 3
+    assert "trial" not in lago.plans
+    assert report.failures and "plan trial charges nothing and has no currency" in report.failures[0]
+    assert lago.events_of() == [] and sub_id not in lago.subscriptions and report.pending == 0
 
 
 # --- events: batches, outages, duplicates, refusals -----------------------------------------------

@@ -13,9 +13,20 @@ with the shapes Lago documents, Bearer authentication (401 for any other key) an
   PostgreSQL store does. A ``transaction_id`` already stored for the subscription (or twice in the
   batch) is ``value_already_exist``, an unknown metric code ``metric_not_found``; any error answers 422
   with ``error_details`` keyed by the event's index and stores none of the batch.
+- ``POST /plans`` (a code exists once: 422 ``value_already_exist``) and ``PUT /plans/{code}`` (404
+  ``plan_not_found``; the body may rename the code), validated as Lago documents them: name, code,
+  interval, ``amount_cents`` >= 0 and ``amount_currency`` mandatory; each charge names an existing
+  billable metric by its ``billable_metric_id`` (404 ``billable_metrics_not_found``) with the
+  ``standard`` model (``amount``) or the ``graduated`` one (tiers from 0, each ``from_value`` one above
+  the previous ``to_value``, the last open-ended).
 - ``GET /invoices?external_customer_id=`` and ``GET /analytics/mrr?currency=`` (MRR per month from
-  the subscriptions' plans). Plans are made by the test (``add_plan``), as an operator makes them in
-  Lago; invoices too (``issue_invoice``), as Lago's own billing run would.
+  the subscriptions' plans). A test may also make a plan by hand (``add_plan``), as an operator does in
+  Lago's UI; invoices are made by the test (``issue_invoice``), as Lago's own billing run would.
+
+``charges_of`` prices a subscription's stored events with its plan's charges the way Lago's standard
+and graduated models do (units in a tier ``from..to``: ``to - max(from, 1) + 1`` when the units pass
+``to``, else ``units - from + 1``, or ``units`` in a tier from 0), so a test can compare Lago's usage
+fees with the ledger's overage lines.
 
 Faults for the tests (``fault``, for the next ``fault_times`` requests or until cleared): ``"400"``
 (a refusal of the whole request, without per-event details), ``"500"``,
@@ -35,6 +46,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -52,6 +64,54 @@ def _now() -> str:
 
 def _parse(moment: str) -> datetime:
     return datetime.fromisoformat(moment.replace("Z", "+00:00"))
+
+
+def _decimal(value: Any) -> Decimal | None:
+    try:
+        found = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+    return found if found.is_finite() and found >= 0 else None
+
+
+def _valid_ranges(ranges: Any) -> bool:
+    """Lago's rules for graduated tiers: from 0, contiguous (from = previous to + 1), the last open."""
+    if not isinstance(ranges, list) or not ranges or ranges[0].get("from_value") != 0:
+        return False
+    for before, after in zip(ranges, ranges[1:], strict=False):
+        if before.get("to_value") is None or after.get("from_value") != before["to_value"] + 1:
+            return False
+    if ranges[-1].get("to_value") is not None:
+        return False
+    return all(_decimal(r.get("per_unit_amount")) is not None and _decimal(r.get("flat_amount")) is not None
+               for r in ranges)
+
+
+def _aggregate(metric: dict[str, Any], events: list[StoredEvent]) -> Decimal:
+    kind, name = metric["aggregation_type"], metric.get("field_name")
+    if kind == "count_agg":
+        return Decimal(len(events))
+    if kind == "unique_count_agg":
+        return Decimal(len({e.properties.get(name) for e in events}))
+    return sum((Decimal(str(e.properties.get(name) or 0)) for e in events), Decimal(0))
+
+
+def _price(model: str, properties: dict[str, Any], units: Decimal) -> Decimal:
+    if model == "standard":
+        return units * Decimal(properties["amount"])
+    total = Decimal(0)
+    for tier in properties["graduated_ranges"]:
+        start, end = Decimal(tier["from_value"]), tier.get("to_value")
+        if units > 0:
+            total += Decimal(tier["flat_amount"])
+        if end is not None and units >= end:
+            in_tier = Decimal(end) - max(start, Decimal(1)) + 1
+        else:
+            in_tier = units if start == 0 else units - start + 1
+        total += max(in_tier, Decimal(0)) * Decimal(tier["per_unit_amount"])
+        if end is None or end >= units:
+            break
+    return total
 
 
 @dataclass
@@ -82,6 +142,7 @@ class LagoStandIn:
         self.metrics: dict[str, dict[str, Any]] = {}
         self.metric_creates = 0
         self.plans: dict[str, dict[str, Any]] = {}
+        self.plan_writes = 0
         self.customers: dict[str, dict[str, Any]] = {}
         self.customer_writes = 0
         self.subscriptions: dict[str, dict[str, Any]] = {}
@@ -120,9 +181,25 @@ class LagoStandIn:
             self._released.clear()
 
     def add_plan(self, code: str, amount_cents: int, currency: str, name: str | None = None) -> None:
+        """A plan made by hand in Lago's UI, without charges."""
         self.plans[code] = {"lago_id": str(uuid.uuid4()), "code": code, "name": name or code,
                             "amount_cents": amount_cents, "amount_currency": currency, "interval": "monthly",
-                            "created_at": _now()}
+                            "pay_in_advance": False, "charges": [], "created_at": _now()}
+
+    def charges_of(self, external_subscription_id: str) -> dict[str, Decimal]:
+        """Per billable metric code: what the subscription's plan charges for its stored events (major
+        units, unrounded), priced as Lago's standard and graduated models do."""
+        with self.lock:
+            sub = self.subscriptions[external_subscription_id]
+            plan = self.plans[sub["plan_code"]]
+            events = [e for e in self.events.values()
+                      if e.external_subscription_id == external_subscription_id]
+            found = {}
+            for charge in plan["charges"]:
+                metric = self.metrics[charge["billable_metric_code"]]
+                units = _aggregate(metric, [e for e in events if e.code == metric["code"]])
+                found[metric["code"]] = _price(charge["charge_model"], charge["properties"], units)
+            return found
 
     def issue_invoice(self, external_customer_id: str, total_amount_cents: int, currency: str,
                       issuing_date: str) -> dict[str, Any]:
@@ -162,6 +239,9 @@ class LagoStandIn:
 
             def do_POST(self) -> None:
                 stand_in._serve(self, "POST")
+
+            def do_PUT(self) -> None:
+                stand_in._serve(self, "PUT")
 
             def do_DELETE(self) -> None:
                 stand_in._serve(self, "DELETE")
@@ -240,6 +320,11 @@ class LagoStandIn:
                 return self._list("billable_metrics", list(self.metrics.values()), query)
             if route == "/billable_metrics" and method == "POST":
                 return self._create_metric(body.get("billable_metric") or {})
+            if route == "/plans" and method == "POST":
+                return self._save_plan(None, body.get("plan") or {})
+            match = re.fullmatch(r"/plans/([^/]+)", route)
+            if match and method == "PUT":
+                return self._save_plan(match.group(1), body.get("plan") or {})
             if route == "/customers" and method == "POST":
                 return self._upsert_customer(body.get("customer") or {})
             if route == "/subscriptions" and method == "POST":
@@ -279,6 +364,54 @@ class LagoStandIn:
                   "created_at": _now(), "filters": []}
         self.metrics[code] = metric
         return 200, {"billable_metric": metric}
+
+    def _plan_problems(self, data: dict[str, Any]) -> dict[str, list[str]]:
+        problems: dict[str, list[str]] = {}
+        for key in ("name", "code", "interval", "amount_currency"):
+            if not data.get(key):
+                problems[key] = ["value_is_mandatory"]
+        if not isinstance(data.get("amount_cents"), int) or data["amount_cents"] < 0:
+            problems["amount_cents"] = ["value_is_invalid"]
+        for charge in data.get("charges") or []:
+            model, props = charge.get("charge_model"), charge.get("properties") or {}
+            if model == "standard":
+                valid = _decimal(props.get("amount")) is not None
+            elif model == "graduated":
+                valid = _valid_ranges(props.get("graduated_ranges"))
+            else:
+                valid = False
+            if not valid:
+                problems.setdefault("charges", []).append("invalid_charge")
+        return problems
+
+    def _save_plan(self, code: str | None, data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if code is not None and code not in self.plans:
+            return self._error(404, "plan_not_found")
+        problems = self._plan_problems(data)
+        if problems:
+            return self._error(422, "validation_errors", problems)
+        ids = {m["lago_id"]: m["code"] for m in self.metrics.values()}
+        if any(c.get("billable_metric_id") not in ids for c in data.get("charges") or []):
+            return self._error(404, "billable_metrics_not_found")
+        if data["code"] in self.plans and data["code"] != code:
+            return self._error(422, "validation_errors", {"code": ["value_already_exist"]})
+        old = self.plans.pop(code) if code is not None else None
+        charges = [{"lago_id": str(uuid.uuid4()), "lago_billable_metric_id": c["billable_metric_id"],
+                    "billable_metric_code": ids[c["billable_metric_id"]], "charge_model": c["charge_model"],
+                    "pay_in_advance": bool(c.get("pay_in_advance")), "properties": c.get("properties") or {}}
+                   for c in data.get("charges") or []]
+        plan = {"lago_id": old["lago_id"] if old else str(uuid.uuid4()), "code": data["code"],
+                "name": data["name"], "amount_cents": data["amount_cents"],
+                "amount_currency": data["amount_currency"], "interval": data["interval"],
+                "pay_in_advance": bool(data.get("pay_in_advance")), "charges": charges,
+                "created_at": old["created_at"] if old else _now()}
+        self.plans[plan["code"]] = plan
+        self.plan_writes += 1
+        if code is not None and code != plan["code"]:
+            for sub in self.subscriptions.values():
+                if sub["plan_code"] == code:
+                    sub["plan_code"] = plan["code"]
+        return 200, {"plan": plan}
 
     def _upsert_customer(self, data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         external_id = data.get("external_id")

@@ -25,6 +25,7 @@ from lago_python_client.exceptions import LagoApiError
 from lago_python_client.models.billable_metric import BillableMetric
 from lago_python_client.models.customer import Customer
 from lago_python_client.models.event import BatchEvent, Event
+from lago_python_client.models.plan import Plan
 from lago_python_client.models.subscription import Subscription
 
 MAX_BATCH = 100          # Lago's limit on events per /events/batch call
@@ -100,23 +101,42 @@ class LagoGateway:
 
     # --- billable metrics ---------------------------------------------------------------------
 
-    def metric_codes(self) -> set[str]:
-        codes: set[str] = set()
+    def metric_ids(self) -> dict[str, str]:
+        """Lago's id of each billable metric, by code (a plan's charges name metrics by these ids)."""
+        ids: dict[str, str] = {}
         page = 1
         while True:
             found = self._call("listing billable metrics", self._client.billable_metrics.find_all,
                                {"page": page, "per_page": PAGE})
-            codes |= {m.code for m in found["billable_metrics"]}
+            ids |= {m.code: m.lago_id for m in found["billable_metrics"]}
             meta = found.get("meta") or {}
             if not meta.get("next_page"):
-                return codes
+                return ids
             page = int(meta["next_page"])
 
     def create_metric(self, code: str, name: str, aggregation_type: str, field_name: str | None,
-                      description: str) -> None:
-        self._call(f"creating billable metric {code}", self._client.billable_metrics.create,
-                   BillableMetric(code=code, name=name, aggregation_type=aggregation_type,
-                                  field_name=field_name, description=description, recurring=False))
+                      description: str) -> str:
+        """POST /billable_metrics; returns Lago's id of the new metric."""
+        made = self._call(f"creating billable metric {code}", self._client.billable_metrics.create,
+                          BillableMetric(code=code, name=name, aggregation_type=aggregation_type,
+                                         field_name=field_name, description=description, recurring=False))
+        return str(made.lago_id)
+
+    # --- plans ---------------------------------------------------------------------------------------
+
+    def create_plan(self, plan: Mapping[str, Any]) -> None:
+        """POST /plans; Lago answers 422 ``value_already_exist`` on ``code`` when it has the code."""
+        self._call(f"creating plan {plan['code']}", self._client.plans.create, Plan(**plan))
+
+    def update_plan(self, code: str, plan: Mapping[str, Any]) -> bool:
+        """PUT /plans/{code} (the body may carry a new code); False when Lago has no plan ``code``."""
+        try:
+            self._call(f"updating plan {code}", self._client.plans.update, Plan(**plan), code)
+        except LagoRefused as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     # --- customers and subscriptions ------------------------------------------------------------
 

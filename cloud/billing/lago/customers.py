@@ -3,10 +3,10 @@
 - A tenant with a subscription is a Lago customer: ``external_id`` = the tenant id, its name, and the
   currency of its plan. Lago's POST /customers creates or updates, so a rename is the same call.
 - Its subscription is a Lago subscription: ``external_id`` = our subscription's id (stable for the
-  subscription's life), ``plan_code`` = our plan's code (the plan is defined in Lago under the same code),
-  calendar billing from its start. A plan change is pushed when the ledger applies it (at the period
-  boundary, cloud/billing/subscriptions.py): the same external id with the new plan code, which is how
-  Lago changes a subscription's plan.
+  subscription's life), ``plan_code`` = our plan's code (the plan is pushed to Lago under the same code
+  before, cloud/billing/lago/plans.py), calendar billing from its start. A plan change is pushed when
+  the ledger applies it (at the period boundary, cloud/billing/subscriptions.py): the same external id
+  with the new plan code, which is how Lago changes a subscription's plan.
 - A subscription that ended (cancelled at the end of its period), or that was replaced by a new one,
   is terminated in Lago (DELETE). A suspended tenant is not cancelled: it keeps its customer and
   subscription, and the usage it recorded is still billed.
@@ -58,6 +58,9 @@ def sync_customer(db: Session, gateway: LagoGateway, tenant_id: uuid.UUID, now: 
     try:
         active = sub is not None and sub.status == "active"
         plan = PlatformScope(db).get(Plan, sub.plan_id) if active and sub is not None else None
+        if plan is not None and plan.currency is None:
+            raise LagoError(f"plan {plan.code} charges nothing and has no currency, which every Lago plan "
+                            "needs: give it a currency to bill its tenants through Lago")
         wanted = {"name": tenant.name, "currency": plan.currency if plan else None}
         if active and state["customer"] != wanted:
             gateway.upsert_customer(str(tenant_id), tenant.name, wanted["currency"])

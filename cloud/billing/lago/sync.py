@@ -1,4 +1,4 @@
-"""One Lago sync pass: metrics, then per tenant its customer and subscription, its queue, its batches.
+"""One Lago sync pass: metrics, plans, then per tenant its customer and subscription, its queue, its batches.
 
 The contract with the billing scheduler (cloud/billing/scheduler.py calls it once per pass)::
 
@@ -27,6 +27,7 @@ from cloud.billing.lago.client import MAX_BATCH, LagoAuthError, LagoError, LagoG
 from cloud.billing.lago.customers import sync_customer, tenants_to_sync
 from cloud.billing.lago.metrics import METRICS
 from cloud.billing.lago.outbox import drain, enqueue, pending_count
+from cloud.billing.lago.plans import sync_plans
 from cloud.db.base import utcnow
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class SyncReport:
     metrics_created: list[str] = field(default_factory=list)
+    plans_pushed: list[str] = field(default_factory=list)
     customer_calls: int = 0
     queued: int = 0
     sent: int = 0
@@ -54,6 +56,8 @@ class SyncReport:
                 f"{self.rejected} rejected, {self.pending} pending")
         if self.metrics_created:
             text += f"; metrics created: {', '.join(self.metrics_created)}"
+        if self.plans_pushed:
+            text += f"; plans pushed: {', '.join(self.plans_pushed)}"
         if self.deferred:
             text += f"; deferred: {self.deferred}"
         if self.error:
@@ -69,15 +73,19 @@ def gateway_for(config: Any) -> LagoGateway:
     return LagoGateway(config.lago_api_url, config.lago_api_key.get_secret_value())
 
 
-def ensure_metrics(gateway: LagoGateway) -> list[str]:
-    """Create the billable metrics Lago lacks (each once: existing codes are left as they are)."""
-    have = gateway.metric_codes()
+def ensure_metrics(gateway: LagoGateway, ids: dict[str, str] | None = None) -> list[str]:
+    """Create the billable metrics Lago lacks (each once: existing codes are left as they are).
+
+    ``ids``, when given, is filled with Lago's id of every metric, by code (the plans' charges need them)."""
+    have = gateway.metric_ids()
     made = []
     for metric in METRICS:
         if metric.code not in have:
-            gateway.create_metric(metric.code, metric.name, metric.aggregation_type, metric.field_name,
-                                  metric.description)
+            have[metric.code] = gateway.create_metric(metric.code, metric.name, metric.aggregation_type,
+                                                      metric.field_name, metric.description)
             made.append(metric.code)
+    if ids is not None:
+        ids.update(have)
     return made
 
 
@@ -93,8 +101,11 @@ def sync_once(*, config: Any = None, sessions: Callable[[], Session], now: datet
             report.error = str(exc)
             return report
     try:
-        report.metrics_created = ensure_metrics(gateway)
+        metric_ids: dict[str, str] = {}
+        report.metrics_created = ensure_metrics(gateway, metric_ids)
         with sessions() as db:
+            plans = sync_plans(db, gateway, metric_ids, now)
+            report.plans_pushed, report.failures = plans.pushed, plans.failures
             tenants = tenants_to_sync(db)
             db.rollback()
         for tenant_id in tenants:
@@ -124,7 +135,7 @@ def sync_once(*, config: Any = None, sessions: Callable[[], Session], now: datet
     except LagoUnavailable as exc:
         report.deferred = str(exc)
         log.warning("Lago sync deferred: %s", exc)
-    except LagoAuthError as exc:
+    except LagoError as exc:   # the key refused, or a billable metric refused: nothing else can go
         report.error = str(exc)
         log.error("Lago sync stopped: %s", exc)
     return report
