@@ -27,9 +27,10 @@ from cloud.billing.lago.sync import ensure_metrics
 from cloud.billing.plans import create_plan, update_plan
 from cloud.billing.subscriptions import cancel, change_plan, subscribe
 from cloud.cli import cloud
-from cloud.config import load_config
+from cloud.config import CloudConfig, load_config
 from cloud.db import LagoEvent, Plan, Tenant
 from cloud.scoping import PlatformScope, TenantScope
+from cloud.web.lago_panel import lago_panel
 from tests.cloud.test_billing_ledger import plan_spec
 from tests.cloud.test_billing_meter import MARCH, PROPERTY, make_tenant, store, usage_row
 from tests.stand_ins.lago import LagoStandIn
@@ -247,7 +248,12 @@ def test_an_edited_plan_is_pushed_once_and_lago_prices_usage_as_the_ledger_does(
     assert lines == in_lago == {"tts_characters": 8, "intents_handled": 10}   # 200 x 0.04, 5 x 2
 
 
-def test_a_plan_lago_refuses_is_reported_and_the_others_go_on(database, lago, gateway, monkeypatch):
+def lago_config(database, lago, tmp_path) -> CloudConfig:
+    return CloudConfig(data_dir=tmp_path, database_url=database.url, secret_key="s" * 32,
+                       lago_api_url=lago.url, lago_api_key=lago.api_key)
+
+
+def test_a_plan_lago_refuses_is_reported_and_the_others_go_on(database, lago, gateway, tmp_path):
     with database.sessions() as db:
         create_plan(db, plan_spec("team", name="Team", monthly_price=9900))
         db.commit()
@@ -258,7 +264,14 @@ def test_a_plan_lago_refuses_is_reported_and_the_others_go_on(database, lago, ga
     assert report.failures and report.failures[0].startswith("plan pro: ")
     assert "HTTP 400" in report.failures[0]
     assert "team" in report.plans_pushed
+    with database.sessions() as db:
+        panel = lago_panel(lago_config(database, lago, tmp_path), PlatformScope(db), ["EUR"])
+    assert (panel.plans, panel.plans_pushed) == (2, 1)
+    assert panel.plans_refused == [("pro", "creating plan pro: Lago refused it (HTTP 400 Bad Request)")]
     assert sync(database, gateway).plans_pushed == ["pro"]       # tried again, accepted
+    with database.sessions() as db:
+        panel = lago_panel(lago_config(database, lago, tmp_path), PlatformScope(db), ["EUR"])
+    assert (panel.plans, panel.plans_pushed, panel.plans_refused) == (2, 2, [])
     assert lago.events_of(sub_id)
 
 
@@ -557,6 +570,7 @@ def test_operator_billing_page_shows_lagos_mrr_and_queue_and_says_when_lago_is_d
         assert 'data-stat="lago-mrr-EUR"><div class="value">49.00 EUR' in page
         assert f"Events waiting: {pending}" in page and pending > 0
         assert "sent: " in page and lago.api_key not in page
+        assert "Plans in Lago: 1 of 1" in page and "data-lago-refused-plans" not in page
 
         lago.set_fault("503")
         down = client.get("/operator/billing")

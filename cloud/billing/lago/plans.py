@@ -103,10 +103,11 @@ def _push(gateway: LagoGateway, held: dict[str, Any] | None, payload: dict[str, 
 
 
 def sync_plans(db: Session, gateway: LagoGateway, metric_ids: dict[str, str], now: datetime) -> PlanSync:
-    """Push every plan with a currency whose Lago copy differs (commits after each accepted plan).
+    """Push every plan with a currency whose Lago copy differs (commits after each plan).
 
-    A plan Lago refuses is reported and the others go on; LagoUnavailable and LagoAuthError propagate
-    (nothing is recorded for a plan Lago did not accept, so the next pass tries it again)."""
+    A plan Lago refuses is reported, its reason kept for the operator's page, and the others go on;
+    LagoUnavailable and LagoAuthError propagate. Only what Lago accepted is recorded as its payload,
+    so the next pass tries a refused plan again."""
     platform = PlatformScope(db)
     held = {row.plan_id: row for row in platform.all(LagoPlan)}
     result = PlanSync()
@@ -124,9 +125,10 @@ def sync_plans(db: Session, gateway: LagoGateway, metric_ids: dict[str, str], no
         except LagoError as exc:
             result.failures.append(f"plan {plan.code}: {exc}")
             log.error("Lago refused plan %s: %s", plan.code, exc)
-            if row is not None:
-                row.last_error = str(exc)[:1000]
-                db.commit()
+            if row is None:   # kept with an empty payload: nothing accepted yet, the reason shown
+                row = held[plan.id] = platform.add(LagoPlan(plan_id=plan.id, payload={}))
+            row.last_error = str(exc)[:1000]
+            db.commit()
             continue
         if row is None:
             row = platform.add(LagoPlan(plan_id=plan.id, payload={}))
