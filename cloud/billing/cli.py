@@ -2,7 +2,8 @@
 
 ``run`` is what production runs beside the web workers (``billing_in_serve = false`` then keeps
 ``serve`` from running the same passes; running both is harmless, only wasteful). ``close-periods``
-closes, once, every period that has ended at ``--at`` (default: now) into a draft invoice. Both are
+closes, once, every period that has ended at ``--at`` (default: now; a future time is refused) into a
+draft invoice. Both are
 safe to run while another scheduler runs: every step is idempotent (cloud/billing/scheduler.py).
 
 Heavy imports happen inside the commands, as in cloud/cli.py, which registers this group.
@@ -85,15 +86,21 @@ def run(data_dir: Path | None, once: bool) -> None:
 
 @billing.command("close-periods")
 @_data_dir_option
-@click.option("--at", "at", type=_Moment(), help="Close what has ended by this time (ISO 8601, with a "
-              "time zone). Default: now.")
+@click.option("--at", "at", type=_Moment(), help="Close what had ended by this past time (ISO 8601, with a "
+              "time zone). Default: now; a future time is refused.")
 def close_periods(data_dir: Path | None, at: datetime | None) -> None:
     """Close every ended period of every subscription into a draft invoice (safe to repeat)."""
     from cloud.billing.scheduler import close_due
     from cloud.db.base import utcnow
 
+    now = utcnow()
+    if at is not None and at > now:
+        # Closing a period early applies its scheduled plan change or cancellation at once, and can close
+        # months that have not begun: a future --at would bill periods ahead of time.
+        raise click.UsageError(f"--at {at.isoformat()} is in the future: only periods that have ended "
+                               "can be closed (leave --at out to close as of now)")
     _config_unused, scheduler = _scheduler(data_dir)
-    moment = at or utcnow()
+    moment = at or now
     closed, failures = close_due(scheduler.sessions, moment)
     for tenant_id, label in closed:
         click.echo(f"{tenant_id} {label} draft")

@@ -5,6 +5,10 @@ on to the next period (applying a scheduled plan change or cancellation). It is 
 invoice is unique per (tenant, period), so a second call (or a concurrent one) returns the same
 invoice and changes nothing.
 
+The invoice keeps the plan's terms as they stood at the close (``invoices.terms``, ``InvoiceTerms``):
+a draft recomputed during the grace window (cloud/billing/scheduler.py) prices the meter's late usage
+with those, so editing a plan changes the periods closed after the edit and never one already closed.
+
 Lines: the plan fee (the full monthly price: no proration, see subscriptions.py), then one overage
 line per meter used beyond its included units, in the plan's meter order:
 ``amount = max(0, used - included) x unit price``, computed exactly in Decimal and rounded once per
@@ -23,8 +27,10 @@ import csv
 import io
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -35,7 +41,7 @@ from cloud.billing.currency import NO_CURRENCY
 from cloud.billing.errors import BillingError, CurrencyMismatch, InvoiceLocked, PeriodNotOver
 from cloud.billing.meter import Usage, meter
 from cloud.billing.periods import Period
-from cloud.billing.plans import terms
+from cloud.billing.plans import MeterTerms, terms
 from cloud.db.base import utcnow
 from cloud.db.billing import BILLING_METERS, Invoice, InvoiceLine, Plan, Subscription
 from cloud.scoping import PlatformScope, TenantScope
@@ -50,10 +56,44 @@ def line_amount(quantity: Decimal, unit_price: Decimal) -> int:
     return int((quantity * unit_price).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-def overage_lines(plan: Plan, usage: Usage) -> list[tuple[str, Decimal, Decimal, int]]:
+@dataclass(frozen=True)
+class InvoiceTerms:
+    """What an invoice is priced with: the plan as it stood when its period was closed."""
+
+    name: str
+    monthly_price: int
+    currency: str | None
+    meters: dict[str, MeterTerms]
+
+    @classmethod
+    def of_plan(cls, plan: Plan) -> InvoiceTerms:
+        return cls(plan.name, int(plan.monthly_price), plan.currency, terms(plan))
+
+    @classmethod
+    def stored(cls, data: dict[str, Any]) -> InvoiceTerms:
+        return cls(str(data["name"]), int(data["monthly_price"]), data.get("currency"),
+                   {m: MeterTerms.model_validate(v) for m, v in (data.get("meters") or {}).items()})
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``invoices.terms`` value: JSON only (prices as decimal text, as plans keep them)."""
+        return {"name": self.name, "monthly_price": self.monthly_price, "currency": self.currency,
+                "meters": {m: t.stored() for m, t in self.meters.items()}}
+
+
+def invoice_terms(db: Session, invoice: Invoice) -> InvoiceTerms:
+    """The terms an invoice was closed with; for one closed before they were kept (``terms`` NULL),
+    the plan's current terms, which is all there is."""
+    if invoice.terms:
+        return InvoiceTerms.stored(invoice.terms)
+    plan = PlatformScope(db).get(Plan, invoice.plan_id)
+    assert plan is not None  # the foreign key keeps it
+    return InvoiceTerms.of_plan(plan)
+
+
+def overage_lines(plan: Plan | InvoiceTerms, usage: Usage) -> list[tuple[str, Decimal, Decimal, int]]:
     """(meter, units over, unit price, amount) for each priced meter used beyond its included units."""
     found = []
-    plan_terms = terms(plan)
+    plan_terms = plan.meters if isinstance(plan, InvoiceTerms) else terms(plan)
     for name in BILLING_METERS:
         t = plan_terms.get(name)
         if t is None or t.overage_price <= 0:
@@ -97,7 +137,14 @@ def close_period(db: Session, tenant_id: uuid.UUID, period: Period, now: datetim
         return existing
     if (now or utcnow()) < period.end:
         raise PeriodNotOver(f"period {period.label} ends at {period.end.isoformat()}: it cannot close yet")
-    sub = scope.first(Subscription)
+    # Locked until the commit: a plan change or cancellation committed meanwhile (subscriptions.py locks
+    # the same row) is either in before this close reads it or waits and then applies to the next period.
+    sub = scope.scalar(scope.select(Subscription).with_for_update()
+                       .execution_options(populate_existing=True))
+    # Another process may have closed the period while this one waited for the lock: its invoice is it.
+    existing = scope.first(Invoice, Invoice.period_start == period.start)
+    if existing is not None:
+        return existing
     if sub is None:
         raise BillingError("the tenant has no subscription")
     if sub.current_period_start != period.start:
@@ -109,15 +156,16 @@ def close_period(db: Session, tenant_id: uuid.UUID, period: Period, now: datetim
     plan = PlatformScope(db).get(Plan, sub.plan_id)
     assert plan is not None  # the foreign key keeps it
     usage = meter(db, tenant_id, period)
-    currency = plan.currency or NO_CURRENCY
+    kept = InvoiceTerms.of_plan(plan)
+    currency = kept.currency or NO_CURRENCY
     try:
         with db.begin_nested():
             invoice = scope.add(Invoice(plan_id=plan.id, period_start=period.start, period_end=period.end,
-                                        currency=currency, total=0, status="draft"))
+                                        currency=currency, total=0, status="draft", terms=kept.to_json()))
             scope.flush()
-            add_line(db, invoice, "fee", f"{plan.name} ({period.label})", Decimal(1),
-                     Decimal(plan.monthly_price), currency)
-            for name, over, price, _amount in overage_lines(plan, usage):
+            add_line(db, invoice, "fee", f"{kept.name} ({period.label})", Decimal(1),
+                     Decimal(kept.monthly_price), currency)
+            for name, over, price, _amount in overage_lines(kept, usage):
                 add_line(db, invoice, "overage", f"{METER_NAMES[name]} over the included units", over, price,
                          currency, meter_name=name)
             # The subscription moves on to the next period, with any scheduled change.

@@ -23,10 +23,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cloud.admin import audit
+from cloud.billing.invoices import invoice_terms
 from cloud.billing.meter import Usage, meter
 from cloud.billing.periods import Period
-from cloud.billing.plans import terms
-from cloud.db.billing import THRESHOLDS, Plan, Subscription, UsageAlert
+from cloud.billing.plans import MeterTerms, terms
+from cloud.db.billing import THRESHOLDS, Invoice, Plan, Subscription, UsageAlert
 from cloud.scoping import PlatformScope, TenantScope
 from cloud.webhooks.enqueue import enqueue
 
@@ -88,17 +89,41 @@ def delivery_key(tenant_id: uuid.UUID, period: Period, meter_name: str, threshol
     return uuid.uuid5(ALERT_NAMESPACE, f"usage.threshold:{tenant_id}:{period.label}:{meter_name}:{threshold}")
 
 
-def limit_state(db: Session, tenant_id: uuid.UUID, period: Period, usage: Usage | None = None) -> LimitState:
-    """Usage against the plan the tenant is on in ``period``; no subscription: no limits."""
+def _period_terms(db: Session, tenant_id: uuid.UUID, period: Period) -> dict[str, MeterTerms] | None:
+    """The per-meter terms the tenant was on in ``period``; None when it had no plan then.
+
+    A closed period is judged by the terms its invoice kept at the close (cloud/billing/invoices.py,
+    ``invoice_terms``), not by the subscription's plan: the close applies a scheduled plan change, so
+    during the grace window the subscription already points at the NEXT period's plan, and a downgrade
+    must not announce thresholds for last month that its own plan never reached (nor an edit of the plan
+    re-judge it). A period before the subscription's current one without an invoice was not subscribed.
+    A period after it (the current one has ended but is not closed yet) is on what the close will apply:
+    the scheduled plan, or nothing once a cancellation takes effect."""
+    invoice = TenantScope(db, tenant_id).first(Invoice, Invoice.period_start == period.start)
+    if invoice is not None:
+        return invoice_terms(db, invoice).meters
     sub = TenantScope(db, tenant_id).first(Subscription)
-    if sub is None or sub.status != "active":
-        return LimitState(tenant_id, period, {})
-    plan = PlatformScope(db).get(Plan, sub.plan_id)
+    if sub is None or sub.status != "active" or period.start < sub.current_period_start:
+        return None
+    plan_id = sub.plan_id
+    if period.start > sub.current_period_start:
+        if sub.cancel_at_period_end:
+            return None
+        plan_id = sub.next_plan_id or sub.plan_id
+    plan = PlatformScope(db).get(Plan, plan_id)
     assert plan is not None  # the foreign key keeps it
+    return terms(plan)
+
+
+def limit_state(db: Session, tenant_id: uuid.UUID, period: Period, usage: Usage | None = None) -> LimitState:
+    """Usage against the terms the tenant is on in ``period`` (``_period_terms``); none: no limits."""
+    period_terms = _period_terms(db, tenant_id, period)
+    if period_terms is None:
+        return LimitState(tenant_id, period, {})
     usage = usage or meter(db, tenant_id, period)
     return LimitState(tenant_id, period, {
         name: MeterState(name, usage.quantity(name), t.included, t.soft_limit, t.hard_limit)
-        for name, t in terms(plan).items()})
+        for name, t in period_terms.items()})
 
 
 def check_thresholds(db: Session, tenant_id: uuid.UUID, period: Period, actor: str = "billing") -> LimitState:

@@ -138,7 +138,8 @@ def _plan(db: Session, plan_id: uuid.UUID) -> Plan:
 
 def update_plan(db: Session, plan_id: uuid.UUID, spec: PlanSpec | dict[str, Any],
                 actor: str = "operator") -> Plan:
-    """Edit a plan's terms. They apply to periods closed from now on (open periods included)."""
+    """Edit a plan's terms. They apply to periods closed from now on (open periods included); a period
+    already closed keeps the terms its invoice stored at the close (invoices.py, ``InvoiceTerms``)."""
     checked = validate(spec)
     plan = _plan(db, plan_id)
     if checked.code != plan.code and PlatformScope(db).first(Plan, Plan.code == checked.code) is not None:

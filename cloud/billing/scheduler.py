@@ -36,12 +36,20 @@ from sqlalchemy import select, union
 from sqlalchemy.orm import Session
 
 from cloud.admin import audit
-from cloud.billing.invoices import METER_NAMES, add_line, close_period, finalize, lines, overage_lines
+from cloud.billing.invoices import (
+    METER_NAMES,
+    add_line,
+    close_period,
+    finalize,
+    invoice_terms,
+    lines,
+    overage_lines,
+)
 from cloud.billing.limits import check_thresholds
 from cloud.billing.meter import meter
 from cloud.billing.periods import Period
 from cloud.db.base import utcnow
-from cloud.db.billing import Invoice, Plan, Subscription
+from cloud.db.billing import Invoice, Subscription
 from cloud.db.usage import UsageRecord
 from cloud.db.voice_sessions import VoiceSession
 from cloud.scoping import PlatformScope, TenantScope
@@ -109,53 +117,76 @@ def check_usage(sessions: Sessions, since: datetime | None, now: datetime) -> tu
 
 # --- 2. closing periods ---------------------------------------------------------------------------
 
-def _due(db: Session, now: datetime) -> list[Subscription]:
-    """Active subscriptions whose current period ended at or before ``now``."""
-    return PlatformScope(db).all(Subscription, Subscription.status == "active",
-                                 Subscription.current_period_start < Period.of(now).start,
-                                 order_by=[Subscription.current_period_start, Subscription.tenant_id])
+def _due(db: Session, now: datetime) -> list[uuid.UUID]:
+    """Tenants whose active subscription's current period ended at or before ``now``, oldest first."""
+    return list(PlatformScope(db).scalars(
+        select(Subscription.tenant_id).where(Subscription.status == "active",
+                                             Subscription.current_period_start < Period.of(now).start)
+        .order_by(Subscription.current_period_start, Subscription.tenant_id)))
+
+
+def _still_due(db: Session, tenant_id: uuid.UUID, now: datetime) -> Subscription | None:
+    """The tenant's subscription if it still has an ended period to close (another scheduler may have
+    closed it, or an operator cancelled it, since the list was read)."""
+    sub = TenantScope(db, tenant_id).first(Subscription)
+    if sub is None or sub.status != "active" or sub.current_period_start >= Period.of(now).start:
+        return None
+    return sub
 
 
 def close_due(sessions: Sessions, now: datetime, limit: int | None = None) -> tuple[Done, int]:
-    """Step 2: close every ended period into a draft, one (tenant, period) per transaction, oldest
-    first, until none is due (or ``limit`` were closed). Returns the closed periods and failures."""
+    """Step 2: close every ended period into a draft, one (tenant, period) per transaction, until none
+    is due (or ``limit`` were closed). Returns the closed periods and how many tenants failed.
+
+    The due tenants are read once; each is then closed one period at a time, oldest first, until it is
+    up to date, reading only its own subscription again: at the start of a month every subscription is
+    due, and listing them all again after each close would make the pass quadratic in tenants."""
     closed: list[tuple[uuid.UUID, str]] = []
-    failed: set[uuid.UUID] = set()
-    while limit is None or len(closed) < limit:
-        with sessions() as db:
-            due = [s for s in _due(db, now) if s.tenant_id not in failed]
-            if not due:
-                break
-            sub = due[0]
-            tenant_id, period = sub.tenant_id, Period(sub.current_period_start)
-            if (tenant_id, period.label) in closed:
-                # Invoiced already, yet the subscription did not move on (e.g. re-subscribed within an
-                # invoiced period): an operator has to look; going round again would never end.
-                log.error("tenant %s: %s is invoiced but its subscription is still in it; skipped",
-                          tenant_id, period.label)
-                failed.add(tenant_id)
-                continue
-            try:
-                close_period(db, tenant_id, period, now=now, actor="billing-scheduler")
-                db.commit()
-                closed.append((tenant_id, period.label))
-            except Exception:
-                db.rollback()
-                failed.add(tenant_id)
-                log.exception("closing %s for tenant %s failed; retried next pass", period.label, tenant_id)
-    return closed, len(failed)
+    failures = 0
+    with sessions() as db:
+        due = _due(db, now)
+    for tenant_id in due:
+        last: str | None = None
+        while limit is None or len(closed) < limit:
+            with sessions() as db:
+                sub = _still_due(db, tenant_id, now)
+                if sub is None:
+                    break
+                period = Period(sub.current_period_start)
+                if period.label == last:
+                    # Invoiced already, yet the subscription did not move on (e.g. re-subscribed within an
+                    # invoiced period): an operator has to look; going round again would never end.
+                    log.error("tenant %s: %s is invoiced but its subscription is still in it; skipped",
+                              tenant_id, period.label)
+                    failures += 1
+                    break
+                try:
+                    close_period(db, tenant_id, period, now=now, actor="billing-scheduler")
+                    db.commit()
+                    closed.append((tenant_id, period.label))
+                    last = period.label
+                except Exception:
+                    db.rollback()
+                    failures += 1
+                    log.exception("closing %s for tenant %s failed; retried next pass", period.label,
+                                  tenant_id)
+                    break
+    return closed, failures
 
 
 # --- 3. drafts: recompute, then finalize after the grace period --------------------------------------
 
 def _wanted_lines(db: Session, invoice: Invoice) -> list[tuple[str, str | None, str, Decimal, Decimal]]:
-    """(kind, meter, description, quantity, unit price) the draft should have from today's meter."""
-    plan = PlatformScope(db).get(Plan, invoice.plan_id)
-    assert plan is not None  # the foreign key keeps it
+    """(kind, meter, description, quantity, unit price) the draft should have from today's meter.
+
+    Quantities come from the meter as it is now (late usage counts during the grace window); the
+    prices, included units and fee from the terms kept on the invoice when its period closed, never
+    the plan's current ones: a plan edited after the close must not re-price an invoice it closed."""
+    kept = invoice_terms(db, invoice)
     period = Period(invoice.period_start)
     wanted: list[tuple[str, str | None, str, Decimal, Decimal]] = [
-        ("fee", None, f"{plan.name} ({period.label})", Decimal(1), Decimal(plan.monthly_price))]
-    for name, over, price, _amount in overage_lines(plan, meter(db, invoice.tenant_id, period)):
+        ("fee", None, f"{kept.name} ({period.label})", Decimal(1), Decimal(kept.monthly_price))]
+    for name, over, price, _amount in overage_lines(kept, meter(db, invoice.tenant_id, period)):
         wanted.append(("overage", name, f"{METER_NAMES[name]} over the included units", over, price))
     return wanted
 

@@ -9,6 +9,10 @@ Rules (no proration anywhere, so every invoice is plan fee + overage and nothing
   scheduled change, and choosing the current plan cancels it.
 - Cancellation takes effect at the end of the current period (that period is still invoiced);
   until then it can be undone with ``resume``.
+- Between a period's end and the scheduler closing it (normally a minute or so), plan changes,
+  cancellations and resumptions are refused (``PeriodClosing``): the subscription still points at the
+  ended period, so a change made then would be applied by that close, a month early. The row is locked
+  while it changes and while it closes, so a change is either in before the close reads it or waits.
 """
 
 from __future__ import annotations
@@ -59,17 +63,30 @@ def subscribe(db: Session, tenant_id: uuid.UUID, plan_id: uuid.UUID, at: datetim
     return sub
 
 
-def _active(db: Session, tenant_id: uuid.UUID) -> Subscription:
-    sub = current(db, tenant_id)
+class PeriodClosing(BillingError):
+    """The subscription's period has ended but is not closed yet: a change now would apply to it."""
+
+
+def _active(db: Session, tenant_id: uuid.UUID, now: datetime | None = None) -> Subscription:
+    """The tenant's active subscription, row-locked until the commit (invoices.close_period takes the
+    same lock), and refused while its ended period waits to be closed (see the module's docstring)."""
+    scope = TenantScope(db, tenant_id)
+    sub = scope.scalar(scope.select(Subscription).with_for_update()
+                       .execution_options(populate_existing=True))
     if sub is None or sub.status != "active":
         raise BillingError("the tenant has no active subscription")
+    period, today = Period(sub.current_period_start), Period.of(now or utcnow())
+    if period < today:
+        raise PeriodClosing(f"the period {period.label} has ended and is being invoiced; plan changes and "
+                            "cancellations can be made again in a few minutes, once it is closed")
     return sub
 
 
 def change_plan(db: Session, tenant_id: uuid.UUID, plan_id: uuid.UUID,
-                actor: str = "operator") -> Subscription:
-    """Schedule a plan change for the start of the next period."""
-    sub = _active(db, tenant_id)
+                actor: str = "operator", now: datetime | None = None) -> Subscription:
+    """Schedule a plan change for the start of the next period (PeriodClosing while the current
+    period has ended but is not closed yet)."""
+    sub = _active(db, tenant_id, now)
     plan = _offered(db, plan_id)
     sub.next_plan_id = None if plan.id == sub.plan_id else plan.id
     TenantScope(db, tenant_id).flush()
@@ -78,9 +95,11 @@ def change_plan(db: Session, tenant_id: uuid.UUID, plan_id: uuid.UUID,
     return sub
 
 
-def cancel(db: Session, tenant_id: uuid.UUID, actor: str = "operator") -> Subscription:
-    """Cancel at the end of the current period (which is still invoiced)."""
-    sub = _active(db, tenant_id)
+def cancel(db: Session, tenant_id: uuid.UUID, actor: str = "operator",
+           now: datetime | None = None) -> Subscription:
+    """Cancel at the end of the current period (which is still invoiced); PeriodClosing while that
+    period has ended but is not closed yet."""
+    sub = _active(db, tenant_id, now)
     sub.cancel_at_period_end, sub.canceled_at = True, utcnow()
     TenantScope(db, tenant_id).flush()
     audit(db, actor, "subscription.cancel", target=f"subscription:{sub.id}", tenant_id=tenant_id,
@@ -88,9 +107,11 @@ def cancel(db: Session, tenant_id: uuid.UUID, actor: str = "operator") -> Subscr
     return sub
 
 
-def resume(db: Session, tenant_id: uuid.UUID, actor: str = "operator") -> Subscription:
-    """Undo a cancellation that has not taken effect yet."""
-    sub = _active(db, tenant_id)
+def resume(db: Session, tenant_id: uuid.UUID, actor: str = "operator",
+           now: datetime | None = None) -> Subscription:
+    """Undo a cancellation that has not taken effect yet (once its period has ended it has, even before
+    the close: PeriodClosing)."""
+    sub = _active(db, tenant_id, now)
     sub.cancel_at_period_end, sub.canceled_at = False, None
     TenantScope(db, tenant_id).flush()
     audit(db, actor, "subscription.resume", target=f"subscription:{sub.id}", tenant_id=tenant_id)

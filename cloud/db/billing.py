@@ -92,7 +92,13 @@ class Subscription(TenantOwned, CreatedMixin, Base):
 
 
 class Invoice(TenantOwned, CreatedMixin, Base):
-    """One invoice per tenant and period (the unique key is what makes closing a period idempotent)."""
+    """One invoice per tenant and period (the unique key is what makes closing a period idempotent).
+
+    ``terms`` is the plan as it stood when the period was closed (name, monthly price, currency and
+    per-meter terms: cloud/billing/invoices.py, ``snapshot``). A draft is recomputed from the meter
+    until it is finalized, and it must keep the prices it was closed with: an operator editing the plan
+    meanwhile changes the periods closed after the edit, never one already closed. NULL only on rows
+    closed before the column existed; those fall back to the plan row."""
 
     __tablename__ = "invoices"
     __table_args__ = (
@@ -107,6 +113,7 @@ class Invoice(TenantOwned, CreatedMixin, Base):
     currency: Mapped[str] = mapped_column(String(3))
     total: Mapped[int] = mapped_column(BigInteger, default=0)
     status: Mapped[str] = mapped_column(String(16), default="draft")
+    terms: Mapped[JsonDict | None]
     finalized_at: Mapped[datetime | None]
     paid_at: Mapped[datetime | None]
     voided_at: Mapped[datetime | None]

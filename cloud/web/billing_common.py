@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, DecimalException, InvalidOperation, Overflow
 from typing import Any
 
 from babel.numbers import format_decimal, get_currency_precision
@@ -27,6 +27,7 @@ from cloud.db.billing import BILLING_METERS, InvoiceLine, Plan
 METER_UNITS = {"sessions": "sessions", "stt_seconds": "seconds", "tts_characters": "characters",
                "intents_handled": "intents", "active_devices": "devices", "llm_tokens": "tokens"}
 METER_FIELDS = ("included", "overage_price", "soft_limit", "hard_limit")
+TOO_LARGE_DIGITS = 20   # a typed amount of more than 10**20 minor units is no price at all
 METER_ROWS = [(m, METER_NAMES[m][:1].upper() + METER_NAMES[m][1:], METER_UNITS[m]) for m in BILLING_METERS]
 
 
@@ -75,10 +76,20 @@ def to_minor(text: str, currency: str | None, exact: bool = True) -> Decimal:
         raise ValueError("Give a number, such as 29.00.") from None
     if not value.is_finite():
         raise ValueError("Give a number, such as 29.00.")
-    minor = value.scaleb(precision(currency))
-    if exact and minor != minor.to_integral_value():
+    try:
+        # Decimal arithmetic raises its own errors (Overflow for "1e999999"), which are ArithmeticErrors,
+        # not ValueErrors: unanswered they would be a 500 instead of a word beside the field.
+        minor = value.scaleb(precision(currency))
+        # Far beyond any plan's bounds (plans.py: 10**8 a month, 10**6 a unit): refused here, since
+        # turning "9e999997" into an int takes the worker tens of seconds.
+        if minor.adjusted() > TOO_LARGE_DIGITS:
+            raise Overflow
+        whole = minor == minor.to_integral_value()
+    except DecimalException:
+        raise ValueError("That number is far too large for a price.") from None
+    if exact and not whole:
         raise ValueError(f"{currency or 'This currency'} has {precision(currency)} decimal places at most.")
-    return Decimal(int(minor)) if minor == minor.to_integral_value() else minor.normalize()
+    return Decimal(int(minor)) if whole else minor.normalize()
 
 
 @dataclass(frozen=True)

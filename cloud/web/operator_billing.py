@@ -318,7 +318,10 @@ def assign_plan(tenant_id: uuid.UUID) -> Response | tuple[str, int]:
                        else f"{found.name} moves to {plan.name} at its next period ({following}).")
         db.commit()
     except BillingError as exc:
+        # The ledger worked in the tenant's scope; after the rollback the operator's own row is reloaded,
+        # and under that scope PostgreSQL's row-level security hides it: back to the platform scope first.
         db.rollback()
+        PlatformScope(db)
         return _render_tenant_billing(found, form, {"plan_id": f"{exc}."}, 400)
     flash(message)
     return redirect(url_for("operator.tenant_billing", tenant_id=found.id))

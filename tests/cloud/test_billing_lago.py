@@ -143,7 +143,7 @@ def test_plan_change_and_cancellation_follow_the_ledger(database, lago, gateway)
         team_id = team.id
     sync(database, gateway)
     with database.sessions() as db:
-        change_plan(db, tenant_id, team_id)
+        change_plan(db, tenant_id, team_id, now=MARCH.start + timedelta(days=9))
         db.commit()
     sync(database, gateway)
     assert lago.subscriptions[sub_id]["plan_code"] == "pro"   # scheduled for the next period only
@@ -156,7 +156,7 @@ def test_plan_change_and_cancellation_follow_the_ledger(database, lago, gateway)
     assert lago.subscriptions[sub_id]["plan_history"] == ["pro", "team"]
 
     with database.sessions() as db:
-        cancel(db, tenant_id)
+        cancel(db, tenant_id, now=MARCH.next().start + timedelta(days=9))
         db.commit()
     sync(database, gateway)
     assert lago.subscriptions[sub_id]["status"] == "active"    # cancelled at the period's end, not now
@@ -288,17 +288,113 @@ def test_a_billable_metric_lago_refuses_stops_the_pass_with_the_reason_and_nothi
     assert len(lago.events_of(sub_id)) == 2 * 3
 
 
-def test_a_tenant_on_a_plan_without_currency_is_a_clear_error_and_its_usage_waits(database, lago, gateway):
+def usage_in(period, devices, count: int, day: int = 5, **values):
+    base = period.start + timedelta(days=day, hours=1)
+    return [usage_row(devices[i % len(devices)], base + timedelta(minutes=i),
+                      base + timedelta(minutes=i, seconds=3), **values) for i in range(count)]
+
+
+def free_plan(database):
     with database.sessions() as db:
-        create_plan(db, {"name": "Trial", "code": "trial", "currency": None, "monthly_price": 0,
-                         "meters": {"intents_handled": {"included": 100, "hard_limit": 100}}})
+        plan = create_plan(db, {"name": "Trial", "code": "trial", "currency": None, "monthly_price": 0,
+                                "meters": {"intents_handled": {"included": 100, "hard_limit": 100}}})
         db.commit()
+        return plan.id
+
+
+def plan_id(database, code: str):
+    with database.sessions() as db:
+        return PlatformScope(db).first(Plan, Plan.code == code).id
+
+
+def close(database, tenant_id, period, change_to=None, cancelling=False):
+    with database.sessions() as db:
+        if change_to is not None:
+            change_plan(db, tenant_id, change_to, now=period.start + timedelta(days=9))
+        if cancelling:
+            cancel(db, tenant_id, now=period.start + timedelta(days=9))
+        close_period(db, tenant_id, period, now=period.end)
+        db.commit()
+
+
+def test_a_tenant_on_a_free_plan_is_not_in_lago_and_its_usage_is_not_sent(database, lago, gateway):
+    free_plan(database)
     tenant_id, devices, sub_id = subscribed_tenant(database, code="trial")
-    store(database, tenant_id, usage_in_march(devices, 1, tts=1))
+    store(database, tenant_id, usage_in_march(devices, 2, tts=1))
     report = sync(database, gateway)
-    assert "trial" not in lago.plans
-    assert report.failures and "plan trial charges nothing and has no currency" in report.failures[0]
-    assert lago.events_of() == [] and sub_id not in lago.subscriptions and report.pending == 0
+    assert report.ok, str(report)
+    assert "trial" not in lago.plans and str(tenant_id) not in lago.customers
+    assert lago.events_of() == [] and report.queued == report.pending == 0
+
+
+def test_first_month_is_not_prorated_in_lago(database, lago, gateway):
+    tenant_id, _, sub_id = subscribed_tenant(database)      # subscribed on March 3rd
+    sync(database, gateway)
+    assert lago.subscriptions[sub_id]["subscription_at"] == MARCH.start.isoformat()
+
+
+def test_moving_to_a_free_plan_ends_the_lago_subscription_after_its_last_usage(database, lago, gateway):
+    free = free_plan(database)
+    tenant_id, devices, sub_id = subscribed_tenant(database)
+    sync(database, gateway)                                    # Lago bills March on pro
+    paid = usage_in_march(devices, 2, tts=3)
+    store(database, tenant_id, paid)
+    close(database, tenant_id, MARCH, change_to=free)          # April is on the free plan
+    april = MARCH.next()
+    store(database, tenant_id, usage_in(april, devices, 2, day=0, tts=9))   # free: never sent
+    late = usage_in_march(devices, 1, tts=4)                   # March usage arriving on April 2nd
+    late[0]["received_at"] = april.start + timedelta(days=1)
+
+    report = sync(database, gateway, now=april.start + timedelta(days=1, hours=1))
+    assert report.ok, str(report)
+    assert lago.subscriptions[sub_id]["status"] == "active"     # the grace window is still open
+    store(database, tenant_id, late)
+    report = sync(database, gateway, now=april.start + timedelta(days=2))
+    assert lago.subscriptions[sub_id]["status"] == "active"
+
+    report = sync(database, gateway, now=april.start + timedelta(hours=72))
+    assert report.ok and lago.subscriptions[sub_id]["status"] == "terminated"
+    sent = {e.transaction_id.split(":")[0] for e in lago.events_of(sub_id)}
+    assert sent == {str(r["event_id"]) for r in paid + late}     # March's, the late one included; no April
+
+
+def test_back_on_a_paid_plan_after_a_free_one_is_a_new_lago_subscription_from_that_period(
+        database, lago, gateway):
+    free = free_plan(database)
+    tenant_id, devices, sub_id = subscribed_tenant(database)
+    sync(database, gateway)
+    close(database, tenant_id, MARCH, change_to=free)
+    april, may = MARCH.next(), MARCH.next().next()
+    store(database, tenant_id, usage_in(april, devices, 2, tts=9))          # on the free plan
+    sync(database, gateway, now=april.start + timedelta(days=10))
+    close(database, tenant_id, april, change_to=plan_id(database, "pro"))  # May: paid again
+    may_rows = usage_in(may, devices, 3, tts=2)
+    store(database, tenant_id, may_rows)
+
+    report = sync(database, gateway, now=may.start + timedelta(days=10))
+    assert report.ok, str(report)
+    again = lago.subscriptions[f"{sub_id}-2"]
+    assert (again["status"], again["plan_code"], again["subscription_at"]) == (
+        "active", "pro", may.start.isoformat())
+    assert lago.subscriptions[sub_id]["status"] == "terminated"
+    sent = {e.transaction_id.split(":")[0] for e in lago.events_of(f"{sub_id}-2")}
+    assert sent == {str(r["event_id"]) for r in may_rows}
+    assert lago.events_of(sub_id) == []
+
+
+def test_cancellation_sends_the_last_usage_before_lago_ends_the_subscription(database, lago, gateway):
+    tenant_id, devices, sub_id = subscribed_tenant(database)
+    sync(database, gateway)
+    last = usage_in(MARCH, devices, 3, day=20, tts=5)
+    store(database, tenant_id, last)                           # not synced before the period closes
+    close(database, tenant_id, MARCH, cancelling=True)
+    lago.set_fault("503", times=1, after=1)                    # and Lago is down at the first pass
+    assert sync(database, gateway, now=MARCH.end + timedelta(hours=1)).deferred
+    report = sync(database, gateway, now=MARCH.end + timedelta(days=5))
+    assert report.ok, str(report)
+    assert lago.subscriptions[sub_id]["status"] == "terminated"
+    sent = {e.transaction_id.split(":")[0] for e in lago.events_of(sub_id)}
+    assert sent == {str(r["event_id"]) for r in last}
 
 
 # --- events: batches, outages, duplicates, refusals -----------------------------------------------

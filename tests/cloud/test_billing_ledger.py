@@ -100,7 +100,7 @@ def test_closing_a_period_makes_one_invoice_with_rounded_lines_and_applies_chang
         pro = create_plan(db, plan_spec())
         basic = create_plan(db, plan_spec(code="basic", monthly_price=900, meters={}))
         subscribe(db, tenant_id, pro.id, at=MARCH.start + timedelta(days=10))
-        change_plan(db, tenant_id, basic.id)            # takes effect in April
+        change_plan(db, tenant_id, basic.id, now=MARCH.start + timedelta(days=11))   # from April
         db.commit()
         ids = (pro.id, basic.id)
     at = MARCH.start + timedelta(days=12)
@@ -134,7 +134,7 @@ def test_finalized_invoices_cannot_change_and_currencies_do_not_mix(database):
         tenant_id, _ = make_tenant(db)
         plan = create_plan(db, plan_spec())
         subscribe(db, tenant_id, plan.id, at=MARCH.start)
-        cancel(db, tenant_id)
+        cancel(db, tenant_id, now=MARCH.start)
         invoice = close_period(db, tenant_id, MARCH, now=AFTER_MARCH)
         with pytest.raises(CurrencyMismatch, match="USD line cannot go on a EUR invoice"):
             add_line(db, invoice, "adjustment", "setup", Decimal(1), Decimal(100), "USD")
@@ -214,7 +214,7 @@ def test_mrr_is_the_sum_of_active_plans_monthly_prices(database, prices, tenants
             tenant_id, _ = make_tenant(db, devices=0)
             subscribe(db, tenant_id, plan.id, at=MARCH.start)
             if state != "active":
-                cancel(db, tenant_id)   # still active (and counted) until its period ends
+                cancel(db, tenant_id, now=MARCH.start)   # still active (and counted) until it ends
             if state == "ended":
                 close_period(db, tenant_id, MARCH, now=AFTER_MARCH)
             elif plan.monthly_price:

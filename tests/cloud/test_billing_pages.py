@@ -399,3 +399,35 @@ def test_cancel_or_resume_without_a_subscription_says_so(portal, path):
     org = portal.tenant("Planless")
     done = post(portal.client(org.owner_id), path, follow_redirects=True)
     assert "Nothing changed: the tenant has no active subscription." in text(done)
+
+
+def test_absurd_numbers_in_the_plan_form_are_refused_beside_the_field(portal):
+    client, _ = _operator(portal)
+    huge = post(client, "/operator/plans", {"name": "Pro", "code": "pro", "currency": "EUR",
+                                            "monthly_price": "1e999999",
+                                            "tts_characters-overage_price": "9e999997"})
+    assert huge.status_code == 400
+    html = huge.get_data(as_text=True)
+    assert 'value="1e999999"' in html and 'aria-describedby="monthly_price-error"' in html
+    assert text(huge).count("That number is far too large for a price.") == 2
+    assert portal.rows(Plan) == []
+
+
+def test_a_plan_change_or_cancellation_waits_while_the_ended_period_is_not_closed(portal):
+    client, _ = _operator(portal)
+    org = portal.tenant("Waiting Co")
+    basic, pro = _plan(portal, "basic", 900), _plan(portal, "pro", 4900)
+    _subscribed(portal, org, basic)                  # in LAST, which has ended and is not closed yet
+    waiting = f"the period {LAST.label} has ended and is being invoiced"
+    owner = portal.client(org.owner_id)
+    changed = post(owner, "/tenant/billing/plan", {"plan_id": str(pro)})
+    assert changed.status_code == 400 and waiting in text(changed)
+    cancelled = post(owner, "/tenant/billing/cancel", follow_redirects=True)
+    assert f"Nothing changed: {waiting}" in text(cancelled)
+    assigned = post(client, f"/operator/billing/tenants/{org.id}/plan", {"plan_id": str(pro)})
+    assert assigned.status_code == 400 and waiting in text(assigned)
+    (sub,) = portal.rows(Subscription)
+    assert (sub.plan_id, sub.next_plan_id, sub.cancel_at_period_end) == (basic, None, False)
+    _close(portal, org)                              # closed: the change is for the next period again
+    moved = post(owner, "/tenant/billing/plan", {"plan_id": str(pro)}, follow_redirects=True)
+    assert f"You move to Pro on {THIS.next().label}-01" in text(moved)

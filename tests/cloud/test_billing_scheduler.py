@@ -18,11 +18,12 @@ import pytest
 from click.testing import CliRunner
 
 from cloud.billing import Period
+from cloud.billing import scheduler as scheduler_module
 from cloud.billing.invoices import lines, mark_paid
 from cloud.billing.meter import meter
-from cloud.billing.plans import create_plan
+from cloud.billing.plans import create_plan, update_plan
 from cloud.billing.scheduler import BillingScheduler, check_usage, close_due, settle_drafts
-from cloud.billing.subscriptions import cancel, change_plan, subscribe
+from cloud.billing.subscriptions import PeriodClosing, cancel, change_plan, resume, subscribe
 from cloud.cli import cloud
 from cloud.config import load_config
 from cloud.db import AuditEntry, Invoice, Subscription, UsageAlert
@@ -68,7 +69,7 @@ def test_a_pass_closes_the_period_applies_the_plan_change_and_finalizes_only_aft
         tenant_id, (device, _) = make_tenant(db)
         first, cheaper = pro(db), pro(db, "basic", 900)
         subscribe(db, tenant_id, first.id, at=MARCH.start + timedelta(days=3))
-        change_plan(db, tenant_id, cheaper.id)
+        change_plan(db, tenant_id, cheaper.id, now=MARCH.start + timedelta(days=4))
         db.commit()
         ids = first.id, cheaper.id
     during = MARCH.start + timedelta(days=5)
@@ -117,7 +118,7 @@ def test_a_cancellation_ends_the_subscription_after_its_last_invoice(database):
     with database.sessions() as db:
         tenant_id, _ = make_tenant(db)
         subscribe(db, tenant_id, pro(db).id, at=MARCH.start)
-        cancel(db, tenant_id)
+        cancel(db, tenant_id, now=MARCH.start)
         db.commit()
     runner = scheduler(database)
     runner.run_once(APRIL.start + GRACE)
@@ -394,3 +395,157 @@ def test_the_scheduler_settings_come_from_the_environment_and_bad_ones_are_named
         load_config(tmp_path, environ={"VOXFLEET_INVOICE_GRACE_HOURS": "-1"})
     with pytest.raises(ConfigError, match="billing_interval_s"):
         load_config(tmp_path, environ={"VOXFLEET_BILLING_INTERVAL_S": "soon"})
+
+
+# --- terms kept at the close, changes while a period waits to close, the due list -------------------
+
+def _draft_lines(database, tenant_id, period: Period) -> list[tuple[str, str | None, str, str, int]]:
+    with database.sessions() as db:
+        invoice = TenantScope(db, tenant_id).first(Invoice, Invoice.period_start == period.start)
+        return [(li.kind, li.meter, li.quantity, li.unit_price, li.amount)
+                for li in lines(db, tenant_id, invoice.id)]
+
+
+def test_a_plan_edited_after_the_close_does_not_reprice_the_closed_draft(database):
+    with database.sessions() as db:
+        tenant_id, (device, _) = make_tenant(db)
+        plan = pro(db)
+        subscribe(db, tenant_id, plan.id, at=MARCH.start)
+        db.commit()
+        plan_id = plan.id
+    during = MARCH.start + timedelta(days=5)
+    store(database, tenant_id, [usage_row(device, during, during, intents=3)])
+    runner = scheduler(database)
+    assert runner.run_once(MARCH.end + timedelta(hours=1)).closed == [(tenant_id, "2026-03")]
+    # On the 2nd the operator raises the fee and the overage price; then March's late usage arrives.
+    with database.sessions() as db:
+        update_plan(db, plan_id, {"name": "Pro 2", "code": "pro", "currency": "EUR", "monthly_price": 9900,
+                                  "meters": {"intents_handled": {"included": 0, "overage_price": "5"}}})
+        db.commit()
+    late = MARCH.end + timedelta(days=1)
+    store(database, tenant_id, [usage_row(device, MARCH.end - timedelta(minutes=5), late, intents=2)])
+    report = runner.run_once(late + timedelta(hours=1))
+    assert report.recomputed == [(tenant_id, "2026-03")]           # the late usage is taken in ...
+    assert _draft_lines(database, tenant_id, MARCH) == [            # ... at March's prices, as closed
+        ("fee", None, "1", "4900", 4900), ("overage", "intents_handled", "5", "2", 10)]
+    assert runner.run_once(MARCH.end + GRACE).finalized == [(tenant_id, "2026-03")]
+    assert invoices(database) == [(tenant_id, "2026-03", "finalized", 4910)]
+    # April, closed after the edit, is on the new terms.
+    in_april = APRIL.start + timedelta(days=2)
+    store(database, tenant_id, [usage_row(device, in_april, in_april, intents=1)])
+    runner.run_once(APRIL.end + timedelta(hours=1))
+    assert _draft_lines(database, tenant_id, APRIL) == [
+        ("fee", None, "1", "9900", 9900), ("overage", "intents_handled", "1", "5", 5)]
+    with database.sessions() as db:
+        april = TenantScope(db, tenant_id).first(Invoice, Invoice.period_start == APRIL.start)
+        assert april.terms["monthly_price"] == 9900 and april.terms["name"] == "Pro 2"
+
+
+def test_a_draft_closed_before_terms_were_kept_is_priced_from_its_plan(database):
+    with database.sessions() as db:
+        tenant_id, (device, _) = make_tenant(db)
+        subscribe(db, tenant_id, pro(db).id, at=MARCH.start)
+        db.commit()
+    runner = scheduler(database)
+    runner.run_once(MARCH.end + timedelta(hours=1))
+    with database.sessions() as db:                                  # as migration 0012 leaves old rows
+        TenantScope(db, tenant_id).first(Invoice).terms = None
+        db.commit()
+    late = MARCH.end + timedelta(hours=2)
+    store(database, tenant_id, [usage_row(device, MARCH.end - timedelta(minutes=1), late, intents=4)])
+    assert runner.run_once(late + timedelta(minutes=1)).failures == 0
+    assert invoices(database) == [(tenant_id, "2026-03", "draft", 4908)]
+
+
+def test_a_downgrade_applied_at_close_does_not_announce_thresholds_the_old_plan_never_reached(database):
+    with database.sessions() as db:
+        tenant_id, (device, _) = make_tenant(db)
+        big = create_plan(db, {"name": "Big", "code": "big", "currency": "EUR", "monthly_price": 9900,
+                               "meters": {"tts_characters": {"included": 1000}}})
+        small = create_plan(db, {"name": "Small", "code": "small", "currency": "EUR", "monthly_price": 900,
+                                 "meters": {"tts_characters": {"included": 100}}})
+        subscribe(db, tenant_id, big.id, at=MARCH.start)
+        change_plan(db, tenant_id, small.id, now=MARCH.start + timedelta(days=20))
+        db.commit()
+    during = MARCH.start + timedelta(days=21)
+    store(database, tenant_id, [usage_row(device, during, during, tts=500)])     # 50 % of Big's 1000
+    runner = scheduler(database)
+    runner.run_once(MARCH.end + timedelta(hours=1))                 # checks March on Big, then closes it
+    with database.sessions() as db:
+        assert TenantScope(db, tenant_id).first(Subscription).plan_id == small.id
+    # Late March usage while March's draft is open: 600 of Big's 1000 (60 %), yet 600 % of Small's 100.
+    late = MARCH.end + timedelta(hours=2)
+    store(database, tenant_id, [usage_row(device, MARCH.end - timedelta(minutes=1), late, tts=100)])
+    in_april = APRIL.start + timedelta(hours=3)
+    store(database, tenant_id, [usage_row(device, in_april, in_april, tts=90)])   # 90 % of Small's 100
+    report = runner.run_once(in_april + timedelta(minutes=1))
+    assert tenant_id in report.checked
+    with database.sessions() as db:
+        alerts = sorted((Period(a.period_start).label, a.meter, a.threshold)
+                        for a in TenantScope(db, tenant_id).all(UsageAlert))
+    assert alerts == [("2026-04", "tts_characters", 80)]
+
+
+def test_plan_changes_and_cancellations_wait_while_an_ended_period_is_not_closed(database):
+    with database.sessions() as db:
+        tenant_id, _ = make_tenant(db)
+        first, other = pro(db), pro(db, "other", 900)
+        subscribe(db, tenant_id, first.id, at=MARCH.start)
+        cancel(db, tenant_id, now=MARCH.start + timedelta(days=1))
+        db.commit()
+        ids = first.id, other.id
+    waiting = APRIL.start + timedelta(seconds=30)                    # March over, not closed yet
+    for action in (lambda db: change_plan(db, tenant_id, ids[1], now=waiting),
+                   lambda db: cancel(db, tenant_id, now=waiting),
+                   lambda db: resume(db, tenant_id, now=waiting)):
+        with database.sessions() as db, pytest.raises(PeriodClosing, match="2026-03 has ended"):
+            action(db)
+    with database.sessions() as db:
+        sub = TenantScope(db, tenant_id).first(Subscription)
+        assert (sub.next_plan_id, sub.cancel_at_period_end) == (None, True)
+        resume(db, tenant_id, now=MARCH.end - timedelta(seconds=1))   # still March: allowed
+        db.commit()
+    close_due(database.sessions, waiting)
+    with database.sessions() as db:                                  # closed: April can change again
+        change_plan(db, tenant_id, ids[1], now=waiting)
+        db.commit()
+        sub = TenantScope(db, tenant_id).first(Subscription)
+        assert (sub.status, sub.plan_id, sub.next_plan_id, sub.current_period_start) == \
+            ("active", ids[0], ids[1], APRIL.start)
+
+
+def test_close_due_lists_the_due_subscriptions_once_and_closes_each_in_order(database, monkeypatch):
+    tenants = []
+    with database.sessions() as db:
+        plan = pro(db)
+        for _ in range(3):
+            tenant_id, _ = make_tenant(db, devices=0)
+            subscribe(db, tenant_id, plan.id, at=MARCH.start)
+            tenants.append(tenant_id)
+        db.commit()
+    calls = []
+    listed = scheduler_module._due
+    monkeypatch.setattr(scheduler_module, "_due", lambda db, now: calls.append(now) or listed(db, now))
+    closed, failures = close_due(database.sessions, MAY.start + timedelta(hours=1))
+    assert (len(calls), failures) == (1, 0)
+    assert sorted(closed) == sorted((t, label) for t in tenants for label in ("2026-03", "2026-04"))
+    for tenant_id in tenants:                                        # each tenant's months oldest first
+        assert [label for t, label in closed if t == tenant_id] == ["2026-03", "2026-04"]
+    assert close_due(database.sessions, MAY.start + timedelta(hours=1)) == ([], 0)
+
+
+def test_close_periods_refuses_a_time_in_the_future(database, tmp_path):
+    with database.sessions() as db:
+        tenant_id, _ = make_tenant(db)
+        plan = pro(db)
+        subscribe(db, tenant_id, plan.id, at=utcnow())
+        cancel(db, tenant_id)
+        db.commit()
+    (tmp_path / "cloud.toml").write_text(f'database_url = "{database.url}"\n')
+    ahead = (utcnow() + timedelta(days=70)).isoformat()
+    refused = CliRunner().invoke(cloud, ["billing", "close-periods", "--data-dir", str(tmp_path),
+                                         "--at", ahead])
+    assert refused.exit_code == 2 and "is in the future" in refused.output
+    assert invoices(database) == []
+    with database.sessions() as db:                                  # the cancellation waits for its period
+        assert TenantScope(db, tenant_id).first(Subscription).status == "active"

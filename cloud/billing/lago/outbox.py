@@ -64,19 +64,26 @@ def lago_timestamp(moment: datetime) -> str:
     return f"{delta.days * 86400 + delta.seconds}.{delta.microseconds:06d}"
 
 
-def enqueue(db: Session, tenant_id: uuid.UUID, external_subscription_id: str) -> int:
-    """Queue the Lago events of every usage row of the tenant not queued yet; returns events queued."""
+def enqueue(db: Session, tenant_id: uuid.UUID, external_subscription_id: str,
+            since: datetime | None = None, until: datetime | None = None) -> int:
+    """Queue for the Lago subscription the events of every usage row of the tenant not queued yet whose
+    effective time is in ``[since, until)`` (its billing window, cloud/billing/lago/customers.py; None:
+    unbounded); returns events queued."""
     scope = TenantScope(db, tenant_id)
     dialect = db.get_bind().dialect.name
+    at = effective_ts(dialect)
     queued = exists().where(LagoEvent.tenant_id == tenant_id, LagoEvent.event_id == UsageRecord.event_id)
-    columns = (UsageRecord.event_id, UsageRecord.device_id, effective_ts(dialect).label("at"),
+    window = [at >= since] if since is not None else []
+    if until is not None:
+        window.append(at < until)
+    columns = (UsageRecord.event_id, UsageRecord.device_id, at.label("at"),
                UsageRecord.stt_seconds, UsageRecord.tts_characters, UsageRecord.intents_handled,
                UsageRecord.llm_tokens)
     total = 0
     while True:
         rows = scope.execute(
             select(*columns).select_from(UsageRecord).join(Device, Device.id == UsageRecord.device_id)
-            .where(UsageRecord.tenant_id == tenant_id, ~queued)
+            .where(UsageRecord.tenant_id == tenant_id, ~queued, *window)
             .order_by(UsageRecord.received_at, UsageRecord.id).limit(ENQUEUE_CHUNK)).mappings().all()
         if not rows:
             return total

@@ -7,6 +7,8 @@ The contract with the billing scheduler (cloud/billing/scheduler.py calls it onc
 - ``sessions``: a callable returning a new SQLAlchemy session (the app's sessionmaker).
 - ``config``: a CloudConfig with ``lago_api_url`` and ``lago_api_key``; or give ``gateway`` instead.
 - ``now``: the moment the backoff is measured against (default: the current time).
+- ``grace``: how long an ended subscription's late usage may still arrive before it is terminated in
+  Lago (default: ``config.invoice_grace_hours``, the ledger's own grace window, else 72 h).
 
 It never raises for Lago's failures: the report says what happened (``deferred`` when Lago was
 unavailable, ``error`` when the API key was refused, ``failures`` per tenant for refused requests),
@@ -18,19 +20,28 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from cloud.billing.lago.client import MAX_BATCH, LagoAuthError, LagoError, LagoGateway, LagoUnavailable
-from cloud.billing.lago.customers import sync_customer, tenants_to_sync
+from cloud.billing.lago.client import (
+    MAX_BATCH,
+    LagoAuthError,
+    LagoError,
+    LagoGateway,
+    LagoRefused,
+    LagoUnavailable,
+)
+from cloud.billing.lago.customers import sync_customer, tenants_to_sync, terminate_ended
 from cloud.billing.lago.metrics import METRICS
 from cloud.billing.lago.outbox import drain, enqueue, pending_count
 from cloud.billing.lago.plans import sync_plans
 from cloud.db.base import utcnow
 
 log = logging.getLogger(__name__)
+
+DEFAULT_GRACE_HOURS = 72   # CloudConfig.invoice_grace_hours' default: how long late usage may arrive
 
 
 @dataclass
@@ -90,9 +101,12 @@ def ensure_metrics(gateway: LagoGateway, ids: dict[str, str] | None = None) -> l
 
 
 def sync_once(*, config: Any = None, sessions: Callable[[], Session], now: datetime | None = None,
-              gateway: LagoGateway | None = None, batch_size: int = MAX_BATCH) -> SyncReport:
+              gateway: LagoGateway | None = None, batch_size: int = MAX_BATCH,
+              grace: timedelta | None = None) -> SyncReport:
     """One pass; see the module docstring for the contract."""
     now = now or utcnow()
+    if grace is None:
+        grace = timedelta(hours=getattr(config, "invoice_grace_hours", DEFAULT_GRACE_HOURS))
     report = SyncReport()
     if gateway is None:
         try:
@@ -122,8 +136,8 @@ def sync_once(*, config: Any = None, sessions: Callable[[], Session], now: datet
                     report.pending += pending_count(db, tenant_id)
                     continue
                 report.customer_calls += synced.calls
-                if synced.external_subscription_id is not None:
-                    report.queued += enqueue(db, tenant_id, synced.external_subscription_id)
+                for window in synced.windows:
+                    report.queued += enqueue(db, tenant_id, window.external_id, window.since, window.until)
                 drained = drain(db, gateway, tenant_id, now, batch_size)
                 report.sent += drained.sent
                 report.duplicates += drained.duplicates
@@ -132,6 +146,11 @@ def sync_once(*, config: Any = None, sessions: Callable[[], Session], now: datet
                 if drained.deferred:
                     report.deferred = drained.deferred
                     return report
+                try:
+                    report.customer_calls += terminate_ended(db, gateway, tenant_id, now, grace)
+                except LagoRefused as exc:
+                    report.failures.append(f"tenant {tenant_id}: {exc}")
+                    log.error("Lago refused to terminate a subscription of tenant %s: %s", tenant_id, exc)
     except LagoUnavailable as exc:
         report.deferred = str(exc)
         log.warning("Lago sync deferred: %s", exc)

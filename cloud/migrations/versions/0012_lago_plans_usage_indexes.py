@@ -1,5 +1,8 @@
-"""Lago plans (what Lago was last given for each plan, platform-owned like plans) and indexes for
-looking usage up by when it arrived (the meter's clock-skew rule, the billing scheduler).
+"""Lago plans (what Lago was last given for each plan, platform-owned like plans), indexes for
+looking usage up by when it arrived (the meter's clock-skew rule, the billing scheduler), and
+``invoices.terms``: the plan's terms as they stood when the period was closed, so that recomputing a
+draft during the grace window keeps the prices it was closed with (NULL on invoices closed before:
+those fall back to the plan row).
 
 Revision ID: 0012
 Revises: 0011
@@ -33,9 +36,13 @@ def upgrade() -> None:
     grant_app('lago_plans')
     op.create_index('ix_usage_records_tenant_id_received_at', 'usage_records', ['tenant_id', 'received_at'])
     op.create_index('ix_usage_records_received_at', 'usage_records', ['received_at'])
+    with op.batch_alter_table('invoices') as batch:
+        batch.add_column(sa.Column('terms', sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('invoices') as batch:
+        batch.drop_column('terms')
     op.drop_index('ix_usage_records_received_at', table_name='usage_records')
     op.drop_index('ix_usage_records_tenant_id_received_at', table_name='usage_records')
     op.drop_table('lago_plans')
