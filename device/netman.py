@@ -138,9 +138,15 @@ def devices() -> list[DeviceState]:
 
 def join(ssid: str, password: str | None) -> None:
     """Connect to ``ssid`` (NetworkManager keeps the connection for next boots)."""
+    # A NUL cannot be passed in a program argument (the kernel would end the string there; Python
+    # refuses it): say so instead of failing inside subprocess.
+    if "\x00" in ssid:
+        raise NetworkError("a Wi-Fi network name cannot contain a NUL character")
     if not ssid or len(ssid.encode()) > 32:
         raise NetworkError("a Wi-Fi network name has 1 to 32 bytes")
     args = ["device", "wifi", "connect", ssid]
+    if password and "\x00" in password:
+        raise NetworkError("a Wi-Fi password cannot contain a NUL character")
     if password:
         if not 8 <= len(password) <= 63:
             raise NetworkError("a WPA password has 8 to 63 characters")

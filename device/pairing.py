@@ -47,9 +47,14 @@ def _error(response: requests.Response) -> str:
 
 def check_cloud(cloud: str, session: requests.Session | None = None) -> None:
     """Is there a VoxFleet cloud at this URL? Clear words for the usual mistakes."""
-    parsed = urlparse(cloud)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise PairingFailed(f"{cloud!r} is not a web address; it looks like https://cloud.example.com")
+    not_url = PairingFailed(f"{cloud!r} is not a web address; it looks like https://cloud.example.com")
+    try:  # urlparse raises ValueError on some malformed addresses, such as an unclosed "[" (IPv6)
+        parsed = urlparse(cloud)
+        hostname = parsed.hostname
+    except ValueError:
+        raise not_url from None
+    if parsed.scheme not in ("http", "https") or not hostname:
+        raise not_url
     http = session or requests.Session()
     try:
         response = http.get(_url(cloud, "/health"), timeout=TIMEOUT)

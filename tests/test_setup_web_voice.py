@@ -144,9 +144,12 @@ def test_too_long_and_too_big_are_refused():
     long_wav = wav_bytes(np.zeros(16 * 8000, np.int16), 8000)  # 16 s but only 256 kB
     with pytest.raises(RecordingError, match=r"lasts 16.0 s; the limit is 15 s"):
         voice_checks.decode_recording(long_wav)
-    big = wav_bytes(np.zeros(12 * 48000 * 2, np.int16), 48000, channels=2)  # 12 s, 2.3 MB
-    with pytest.raises(RecordingError, match=r"2.2 MB; the limit is 2 MB"):
+    big = wav_bytes(np.zeros(12 * 96000 * 2, np.int16), 96000, channels=2)  # 12 s, 4.6 MB
+    with pytest.raises(RecordingError, match=r"4.4 MB; the limit is 3 MB"):
         voice_checks.decode_recording(big)
+    # The limit admits 15 s of 48 kHz 16-bit stereo, the largest common recording.
+    full = wav_bytes(np.zeros(15 * 48000 * 2, np.int16), 48000, channels=2)
+    assert voice_checks.decode_recording(full).seconds == pytest.approx(15.0, abs=0.01)
 
 
 # --- voice preview --------------------------------------------------------------------------------
@@ -263,8 +266,8 @@ def test_speech_page_transcribes_an_upload(setup_web, jarvis_command):
     (b"%PDF-1.4 not audio at all", 400, "not a WAV file"),
     (None, 400, "no recording was sent"),
     (wav_bytes(np.zeros(20 * 8000, np.int16), 8000), 400, "lasts 20.0 s; the limit is 15 s"),
-    (bytes(3 * 1048576), 400, "the limit is 2 MB"),
-    (bytes(17 * 1048576), 413, "larger than 2 MB"),
+    (bytes(3 * 1048576 + 1), 400, "the limit is 3 MB"),
+    (bytes(17 * 1048576), 413, "larger than 3 MB"),
 ])
 def test_bad_uploads_get_clear_errors(setup_web, blob, status, message):
     paths, client = setup_web

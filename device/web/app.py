@@ -13,13 +13,16 @@ from flask import Flask, current_app, render_template, session
 
 from device.paths import DevicePaths
 from device.settings import SettingsError, load_settings
-from device.web import auth, cloud, credentials, lan, network, settings_page, status, voice
+from device.web import auth, cloud, credentials, lan, network, settings_page, status, voice, voice_checks
 from device.web.saving import save_fields
 
 __all__ = ["create_app", "device_paths", "save_fields"]
 
 IDLE_SECONDS = 15 * 60
-MAX_UPLOAD_BYTES = 4 * 2**20  # a 15 s WAV test clip is < 2 MiB; anything bigger is refused early
+# A whole request: the largest recording voice_checks accepts plus room for the form's other fields
+# and the multipart framing. Larger requests are refused (413) before the form is parsed, and waitress
+# refuses bodies past this plus its own slack before buffering them (device/web/serve.py).
+MAX_UPLOAD_BYTES = voice_checks.MAX_UPLOAD_BYTES + 64 * 1024
 
 
 def device_paths() -> DevicePaths:

@@ -7,12 +7,16 @@ open endpoints are ``static``, the sign-in page and, while no password exists, t
 - There is no default password: until one is chosen every page leads to ``/first-boot``.
 - Sessions are signed cookies (HttpOnly, SameSite=Strict) that end after ``SETUP_IDLE_SECONDS``
   without a request ("your session expired") and when the password changes (they carry its stamp).
-- Wrong passwords are throttled per client address (device.web.throttle).
+- Wrong passwords are throttled per client address (device.web.throttle), at sign-in and for the
+  current password on the password page alike: otherwise that page would be an unthrottled oracle.
+- First boot creates the password under a lock, only if none exists, before anything that may wait
+  (the settings save can wait minutes for restarts): a second first-boot form cannot replace it.
 - CSRF: Flask-WTF's CSRFProtect checks every POST; templates put ``{{ csrf_field() }}`` in each form.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from functools import wraps
 from urllib.parse import urlparse
@@ -40,6 +44,7 @@ from device.web.throttle import LoginThrottle
 bp = Blueprint("auth", __name__)
 csrf = CSRFProtect()
 OPEN_ENDPOINTS = {"static", "auth.sign_in"}
+_FIRST_BOOT_LOCK = threading.Lock()
 LANGUAGES = {"en-US": "English (US)", "en-GB": "English (UK)", "de-DE": "Deutsch", "fr-FR": "Français",
              "es-ES": "Español", "it-IT": "Italiano", "nl-NL": "Nederlands", "pt-PT": "Português"}
 
@@ -143,9 +148,22 @@ def first_boot():
                                error=_one_line(exc)), 400
     from device.web.saving import save_fields
 
-    note = save_fields(current_app.config["DEVICE_PATHS"], **fields)
-    credentials.set_password(data_dir, request.form["password"])
+    # The guard let this request in while no password existed; another first-boot post may have
+    # set one since. Check again and create it as one step, before the save (which may wait for
+    # restarts), so the first owner's password stands and a second form changes nothing.
+    with _FIRST_BOOT_LOCK:
+        created = (not credentials.has_password(data_dir)
+                   and credentials.create_password(data_dir, request.form["password"]))
+    if not created:
+        flash("This device was set up a moment ago from another browser; nothing was changed. "
+              "Sign in with the password chosen there.", "error")
+        return redirect(url_for("auth.sign_in"))
     _start_session()
+    try:
+        note = save_fields(current_app.config["DEVICE_PATHS"], **fields)
+    except (SettingsError, ValueError) as exc:  # e.g. the cloud took over a field meanwhile
+        flash(f"The password is set, but the device settings were not saved: {_one_line(exc)}", "error")
+        return redirect(url_for("settings_page.device"))
     flash(f"The device is set up. {note.removeprefix('Saved. ').removeprefix('Saved.')}".strip())
     return redirect(url_for("status.status"))
 
@@ -194,9 +212,20 @@ def change_password():
     if request.method == "GET":
         return render_template("password.html", min_length=credentials.MIN_PASSWORD_LENGTH)
     data_dir = _data_dir()
-    if not credentials.verify_password(data_dir, request.form.get("current", "")):
+    address = request.remote_addr or "?"
+    wait = _throttle().wait_left(address)
+    if wait:
         return render_template("password.html", min_length=credentials.MIN_PASSWORD_LENGTH,
-                               error="The current password is wrong; nothing was changed."), 400
+                               error=f"Too many wrong passwords. Try again in {wait} s; nothing was "
+                                     "changed."), 429
+    if not credentials.verify_password(data_dir, request.form.get("current", "")):
+        wait = _throttle().failed(address)
+        error = "The current password is wrong; nothing was changed."
+        if wait:
+            error += f" Too many wrong passwords: try again in {wait} s."
+        return render_template("password.html", min_length=credentials.MIN_PASSWORD_LENGTH,
+                               error=error), 429 if wait else 400
+    _throttle().succeeded(address)
     try:
         credentials.check_new_password(request.form.get("password", ""), request.form.get("repeat", ""))
     except credentials.PasswordError as exc:

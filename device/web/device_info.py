@@ -2,12 +2,17 @@
 
 Nothing here talks to a service: the supervisor writes ``run/health.json``, the agent
 ``run/sync.json`` and the store ``store.db``; reading them works whether the stack runs or not.
+On a provisioned device the services are systemd units and no supervisor writes ``health.json``:
+whether the stack runs is then whether its bus answers (device.web.saving.stack_running), and each
+service's state is what ``systemctl show`` says of its unit.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
+import subprocess
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,12 +22,17 @@ from pathlib import Path
 import psutil
 
 from device import heartbeat, models
-from device.listen import running_stack
 from device.paths import DevicePaths
+from device.supervisor import SERVICES, SETUP_WEB
+from device.web.saving import SUPERVISOR, stack_running
 
 OVOS_PACKAGES = ("ovos-core", "ovos-dinkum-listener", "ovos-audio", "ovos-messagebus", "ovos-plugin-manager",
                  "ovos-tts-plugin-piper", "ovos-stt-plugin-fasterwhisper", "faster-whisper", "openwakeword")
 HEALTH_STALE_S = 30.0
+MAX_PAGE = 100_000  # far past any store's end; keeps the SQL OFFSET a small integer
+UNIT_PROPERTIES = "Id,ActiveState,MainPID,NRestarts,MemoryCurrent"
+UNIT_STATES = {"active": "ready", "activating": "starting", "reloading": "restarting", "failed": "failed",
+               "inactive": "stopped", "deactivating": "stopping"}
 
 
 def _read_json(path: Path) -> dict | None:
@@ -35,15 +45,53 @@ def _read_json(path: Path) -> dict | None:
 
 def services(paths: DevicePaths) -> dict:
     """{"running": bool, "updated": epoch or None, "services": {name: {state, pid, restarts, rss_mb}}}."""
-    record = running_stack(paths)
+    bus = stack_running(paths)
+    if bus is not None and bus.via != SUPERVISOR:
+        return {"running": True, "updated": time.time(), "services": unit_states()}
     health = _read_json(paths.run / "health.json") or {}
     updated = health.get("updated")
     listed = health.get("services") or {}
-    stale = not record or updated is None or time.time() - float(updated) > HEALTH_STALE_S
+    stale = not bus or updated is None or time.time() - float(updated) > HEALTH_STALE_S
     if stale:
-        listed = {name: {**info, "state": "down" if not record else "unknown", "pid": None}
+        listed = {name: {**info, "state": "down" if not bus else "unknown", "pid": None}
                   for name, info in listed.items()}
-    return {"running": bool(record), "updated": updated, "services": listed}
+    return {"running": bool(bus), "updated": updated, "services": listed}
+
+
+def parse_unit_states(output: str) -> dict[str, dict]:
+    """``systemctl show -p Id,ActiveState,MainPID,NRestarts,MemoryCurrent voxfleet-*.service`` per service.
+
+    systemctl prints one ``Key=value`` block per unit, blocks split by an empty line.
+    """
+    found: dict[str, dict] = {}
+    for block in output.strip().split("\n\n"):
+        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        unit = props.get("Id", "")
+        if not unit.startswith("voxfleet-") or not unit.endswith(".service"):
+            continue
+        name = unit.removeprefix("voxfleet-").removesuffix(".service")
+        memory = props.get("MemoryCurrent", "")
+        pid = props.get("MainPID", "0")
+        active = props.get("ActiveState", "")
+        found[name] = {"state": UNIT_STATES.get(active, active or "unknown"),
+                       "pid": int(pid) if pid.isdigit() and pid != "0" else None,
+                       "restarts": int(props["NRestarts"]) if props.get("NRestarts", "").isdigit() else 0,
+                       "rss_mb": int(memory) / 2**20 if memory.isdigit() else None}
+    return found
+
+
+def unit_states() -> dict[str, dict]:
+    """The voxfleet units' states from systemd; empty where systemctl is missing or does not answer."""
+    if shutil.which("systemctl") is None:
+        return {}
+    names = [spec.name for spec in (*SERVICES, SETUP_WEB)] + ["restarter"]
+    units = [f"voxfleet-{name}.service" for name in names]
+    try:
+        done = subprocess.run(["systemctl", "show", f"--property={UNIT_PROPERTIES}", *units],
+                              capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    return parse_unit_states(done.stdout) if done.returncode == 0 else {}
 
 
 def sync_state(paths: DevicePaths) -> dict | None:
@@ -118,6 +166,7 @@ def history(paths: DevicePaths, page: int, per_page: int = 20) -> tuple[list[dic
     Read through a read-only SQLite connection rather than device.store.Store, which opens for
     writing (it makes its disk reserve and updates counters): a page view must change nothing.
     """
+    page = min(max(1, page), MAX_PAGE)
     db_path = paths.root / "store.db"
     if not db_path.exists():
         return [], 0

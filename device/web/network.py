@@ -39,6 +39,7 @@ def join():
     try:
         netman.join(ssid, request.form.get("password") or None)
     except netman.NetworkError as exc:
-        return _render(400, f"Could not join '{ssid}': {exc}", ssid=ssid)
+        shown = ssid.replace("\x00", "\ufffd")  # a NUL is refused by netman; never echo it into the page
+        return _render(400, f"Could not join '{shown}': {exc}", ssid=shown)
     flash(f"Joined '{ssid}'. If this page stops answering, find the device's new address on that network.")
     return redirect(url_for("network.network"))

@@ -7,6 +7,10 @@ Binds 0.0.0.0 unless told otherwise: the device cannot know which of its address
 LAN will use. device.web.lan refuses every client that is not on a private, loopback or link-local
 address. When the port is taken, the supervised service waits and retries instead of exiting: the
 voice assistant must not fail to start because of its setup page.
+
+waitress buffers a request body before the app sees it, so Flask's MAX_CONTENT_LENGTH alone would
+let a client fill memory or disk first: waitress is given a body limit of the app's upload limit
+plus a little room (``waitress_options``), and refuses anything larger with 413 before buffering it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import time
 from device.paths import DevicePaths
 
 THREADS = 4
+BODY_SLACK_BYTES = 64 * 1024  # over the app's MAX_CONTENT_LENGTH: chunked-encoding framing and such
 RETRY_S = 30.0
 LOG = logging.getLogger("voxfleet.setup_web")
 
@@ -34,6 +39,12 @@ def port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def waitress_options(app) -> dict:
+    """The waitress settings the setup web is served with (also what the tests serve it with)."""
+    return {"threads": THREADS, "ident": "voxfleet-setup",
+            "max_request_body_size": int(app.config["MAX_CONTENT_LENGTH"]) + BODY_SLACK_BYTES}
 
 
 def serve(paths: DevicePaths, host: str = "0.0.0.0", port: int = 8080, wait_for_port: bool = False) -> None:
@@ -50,7 +61,7 @@ def serve(paths: DevicePaths, host: str = "0.0.0.0", port: int = 8080, wait_for_
         LOG.error("%s; trying again in %.0f s (change setup_web_port in settings.json)", message, RETRY_S)
         time.sleep(RETRY_S)
     LOG.info("setup web on http://%s:%d/ (LAN clients only)", host, port)
-    waitress_serve(app, host=host, port=port, threads=THREADS, ident="voxfleet-setup")
+    waitress_serve(app, host=host, port=port, **waitress_options(app))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -36,9 +36,15 @@ def status():
 def history():
     paths = current_app.config["DEVICE_PATHS"]
     try:
-        page = max(1, int(request.args.get("page", "1")))
+        page = int(request.args.get("page", "1"))
     except ValueError:
         page = 1
+    # A page past the end (a hand-typed or stale link) shows the last one; the cap keeps the SQL
+    # OFFSET within SQLite's integers whatever number is typed.
+    page = min(max(1, page), device_info.MAX_PAGE)
     sessions, total = device_info.history(paths, page, PER_PAGE)
     pages = max(1, math.ceil(total / PER_PAGE))
+    if page > pages:
+        page = pages
+        sessions, total = device_info.history(paths, page, PER_PAGE)
     return render_template("history.html", sessions=sessions, total=total, page=page, pages=pages)

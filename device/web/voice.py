@@ -100,7 +100,7 @@ def _test(run) -> tuple[Response, int]:
         return jsonify(run(settings, _recording(settings)).as_dict()), 200
     except RequestEntityTooLarge:
         return _too_large()
-    except RecordingError as exc:
+    except (RecordingError, audio.AudioError) as exc:  # AudioError: a recording that cannot be decoded
         return jsonify(error=str(exc)), 400
     except models.ModelNotFound as exc:
         return jsonify(error=str(exc)), 503

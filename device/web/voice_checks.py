@@ -22,8 +22,11 @@ import numpy as np
 
 from device import audio, models
 
-MAX_UPLOAD_BYTES = 2 * 1024 * 1024
-MAX_SECONDS = 15.0
+MAX_SECONDS = 15.0  # the limit a person sees: checked on the header and again after decoding
+# The byte cap only stops a huge file before it is decoded; it must admit MAX_SECONDS of the largest
+# common recording, 48 kHz 16-bit stereo (2.88 MB), with room for the header and extra chunks. A
+# higher rate or wider samples fit proportionally shorter clips.
+MAX_UPLOAD_BYTES = 3 * 1024 * 1024
 MAX_PREVIEW_CHARS = 300
 FRAME_SAMPLES = 1280  # openwakeword scores 80 ms frames (as device/wakeword.py)
 LEAD_IN_FRAMES = 6  # silence before the clip, as WakeWordDetector.score_clip, so features settle
@@ -46,7 +49,8 @@ def decode_recording(blob: bytes, name: str = "the recording") -> audio.Pcm:
     if len(blob) > MAX_UPLOAD_BYTES:
         raise RecordingError(
             f"{name} is {len(blob) / 1048576:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 1048576} MB "
-            f"(about {MAX_SECONDS:.0f} seconds). Record a shorter clip."
+            f"({MAX_SECONDS:.0f} s of 48 kHz 16-bit stereo). Record a shorter clip, or in mono or at a "
+            "lower sample rate."
         )
     seconds = _header_seconds(blob)
     if seconds is not None and seconds > MAX_SECONDS:

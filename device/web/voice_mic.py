@@ -58,7 +58,10 @@ def _arecord(seconds: int) -> audio.Pcm:
         reason = done.stderr.decode(errors="replace").strip().splitlines()
         raise RecordingError("the device's microphone could not be opened: "
                              f"{reason[-1] if reason else f'arecord exited with {done.returncode}'}")
-    return audio.load_wav_bytes(_fix_streamed_header(done.stdout), "the device recording")
+    try:
+        return audio.load_wav_bytes(_fix_streamed_header(done.stdout), "the device recording")
+    except audio.AudioError as exc:  # arecord gave something that is not a usable WAV
+        raise RecordingError(f"the device's microphone gave no usable audio: {exc}") from exc
 
 
 def _fix_streamed_header(blob: bytes) -> bytes:
