@@ -95,7 +95,8 @@ def write_config(settings: DeviceSettings, paths: DevicePaths) -> Path:
     conf = render(settings, paths)
     target = paths.mycroft_conf
     tmp = target.with_suffix(".conf.tmp")
-    tmp.write_text(json.dumps(conf, indent=2), encoding="utf-8")
+    # Byte-for-byte what provisioning writes (ansible device_config/files/voxfleet-render-config).
+    tmp.write_text(json.dumps(conf, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, target)
     return target
 

@@ -18,6 +18,7 @@ import datetime as dt
 import ipaddress
 import json
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -598,3 +599,70 @@ def test_plain_http_redirects_to_https(cloud_behind_nginx: Rendered):
         opener.open(f"http://localhost:{http_port}/api/v1/health?x=1", timeout=30)
     assert caught.value.code == 301
     assert caught.value.headers["Location"] == f"https://localhost:{https_port}/api/v1/health?x=1"
+
+
+# --- ordering that a render-only run cannot show ------------------------------------------------------
+
+def _role_tasks(role: str, file: str = "main.yml") -> list[dict]:
+    """A role's tasks in run order, include_tasks files inlined, blocks flattened."""
+    import yaml
+
+    out: list[dict] = []
+
+    def walk(tasks: list[dict]) -> None:
+        for task in tasks or []:
+            out.append(task)
+            for key in ("block", "rescue", "always"):
+                walk(task.get(key))
+            include = task.get("ansible.builtin.include_tasks")
+            if include:
+                name = include["file"] if isinstance(include, dict) else include
+                walk(yaml.safe_load((ANSIBLE / "roles" / role / "tasks" / name).read_text()))
+
+    walk(yaml.safe_load((ANSIBLE / "roles" / role / "tasks" / file).read_text()))
+    return out
+
+
+def _notifies(task: dict) -> list[str]:
+    notify = task.get("notify") or []
+    return [notify] if isinstance(notify, str) else list(notify)
+
+
+def test_mosquitto_restarts_on_its_new_configuration_before_the_app_uses_dynsec():
+    """cloud_app's migrate step talks to Dynamic Security: Mosquitto must already run the new
+    mosquitto.conf, so cloud_mosquitto flushes its restart before it ends, and a failure later in
+    the play does not drop a queued restart (force_handlers)."""
+    import yaml
+
+    roles = [entry["role"] for entry in yaml.safe_load((ANSIBLE / "cloud.yml").read_text())[0]["roles"]]
+    assert roles.index("cloud_mosquitto") < roles.index("cloud_app")
+    tasks = _role_tasks("cloud_mosquitto")
+    notifying = [i for i, t in enumerate(tasks) if "Restart mosquitto" in _notifies(t)]
+    flushes = [i for i, t in enumerate(tasks) if t.get("ansible.builtin.meta") == "flush_handlers"]
+    assert notifying and flushes and max(flushes) > max(notifying), [t.get("name") for t in tasks]
+    # ... and a broker still on an older mosquitto.conf (a run that stopped before its restart) is
+    # restarted by the next run.
+    assert any(t.get("ansible.builtin.systemd_service", {}).get("state") == "restarted"
+               and "mtime" in str(t.get("when")) for t in tasks[max(flushes):])
+    migrate = _role_tasks("cloud_app", "migrate.yml")
+    assert any("ensure_service_account" in str(t) for t in migrate)
+    config = (ANSIBLE / "ansible.cfg").read_text()
+    assert re.search(r"(?m)^force_handlers\s*=\s*True\s*$", config), config
+
+
+def test_cloud_wheel_is_built_fresh_and_reinstalled_by_checksum():
+    """Never `sort | last` over a folder of old builds (0.9.0 > 0.10.0, a downgrade keeps the newer
+    wheel); the reinstall follows the installed wheel's checksum, not the copy having changed."""
+    tasks = _role_tasks("cloud_app", "install.yml")
+    names = [t.get("name", "") for t in tasks]
+    text = (ANSIBLE / "roles" / "cloud_app" / "tasks" / "install.yml").read_text()
+    vars_text = (ANSIBLE / "roles" / "cloud_app" / "vars" / "main.yml").read_text()
+    assert "sort | last" not in text + vars_text
+    tmp = next(i for i, t in enumerate(tasks) if "ansible.builtin.tempfile" in t)
+    build = next(i for i, t in enumerate(tasks) if "pip wheel" in str(t.get("ansible.builtin.command")))
+    assert tmp < build and "cloud_app_wheel_tmp.path" in str(tasks[build]), names
+    remove = next(t for t in tasks if t.get("ansible.builtin.file", {}).get("state") == "absent"
+                  and "stale" in str(t.get("loop")))
+    assert remove
+    reinstall = next(t for t in tasks if "--force-reinstall" in str(t.get("ansible.builtin.command")))
+    assert "checksum" in str(reinstall["when"]) and "is changed" not in str(reinstall["when"])

@@ -105,8 +105,10 @@ def _wheelhouse(tmp: Path) -> Path:
     return wheelhouse
 
 
-def _repack(wheel: Path, version: str, out: Path, break_import: bool) -> Path:
-    """A copy of the voxfleet wheel under another version; ``break_import`` makes ``import device`` fail."""
+def _repack(wheel: Path, version: str, out: Path, break_import: bool, refuse_wake_word: str = "") -> Path:
+    """A copy of the voxfleet wheel under another version; ``break_import`` makes ``import device`` fail,
+    ``refuse_wake_word`` makes its settings loader refuse that wake word (imports and a fresh device
+    still work: only a device whose settings name it cannot run this release)."""
     work = out / f"unpacked-{version}"
     _run([str(VENV_BIN / "wheel"), "unpack", "-d", str(work), str(wheel)])
     (tree,) = work.iterdir()
@@ -118,6 +120,19 @@ def _repack(wheel: Path, version: str, out: Path, break_import: bool) -> Path:
     if break_import:
         init = tree / "device" / "__init__.py"
         init.write_text(init.read_text() + '\nraise ImportError("deliberately broken release")\n')
+    if refuse_wake_word:
+        module = tree / "device" / "settings.py"
+        module.write_text(module.read_text() + f"""
+
+_load_settings = load_settings
+
+
+def load_settings(data_dir, **overrides):
+    settings = _load_settings(data_dir, **overrides)
+    if settings.wake_word == {refuse_wake_word!r}:
+        raise SettingsError("deliberately refused wake word {refuse_wake_word}")
+    return settings
+""")
     _run([str(VENV_BIN / "wheel"), "pack", "-d", str(out), str(tree)])
     (built,) = out.glob(f"voxfleet-{version}-*.whl")
     return built
@@ -229,12 +244,25 @@ def test_first_run_provisions_a_working_device(device):
         # The restarter runs systemctl, so it alone is root (it renders the config as voxfleet).
         user = "root" if name == "restarter" else "voxfleet"
         assert "EnvironmentFile=/etc/voxfleet/device.env" in unit and f"User={user}" in unit
-        if name != "messagebus":
+        if name == "setup-web":
+            # Bad settings stop the bus (its ExecStartPre); the page that fixes them stays up.
+            assert re.search(r"(?m)^Wants=voxfleet-messagebus\.service$", unit)
+            assert not re.search(r"(?m)^Requires=", unit)
+            assert re.search(r"(?m)^After=voxfleet-messagebus\.service", unit)
+        elif name != "messagebus":
             assert "Requires=voxfleet-messagebus.service" in unit
             assert re.search(r"(?m)^After=voxfleet-messagebus\.service", unit)
         assert (units / "voxfleet.target.wants" / f"voxfleet-{name}.service").is_symlink(), name
     enabled = device.chroot("systemctl", "is-enabled", "voxfleet.target", "voxfleet-listener.service")
     assert enabled.stdout.split() == ["enabled", "enabled"], enabled
+
+    # VoxFleet and its skills were built from this checkout on the controller and installed from
+    # the device's own wheelhouse, never from an index.
+    built = sorted(p.name.split("-")[0] for p in device.file("/opt/voxfleet/wheelhouse").glob("*.whl"))
+    assert built == ["voxfleet", "voxfleet_skill_device_info", "voxfleet_skill_timer"], built
+    direct = device.chroot("/opt/voxfleet/venv/bin/python", "-c", "import importlib.metadata as m; "
+                           "print(m.distribution('voxfleet').read_text('direct_url.json'))")
+    assert "/opt/voxfleet/wheelhouse/voxfleet-" in direct.stdout, direct
 
     # The venv imports the stack, and every bundled model resolves inside the device.
     imports = device.chroot("/opt/voxfleet/venv/bin/python", "-c",
@@ -260,7 +288,10 @@ def test_first_run_provisions_a_working_device(device):
     assert json.dumps(conf).count('"compute_type": "int8"') >= 1
     env = device.file("/etc/voxfleet/device.env").read_text()
     assert "XDG_CONFIG_HOME=/var/lib/voxfleet/data/xdg/config" in env
-    assert "VOXFLEET_FIRMWARE_CONFIG=/opt/voxfleet/firmware-config" in env and "PYTHONPATH" not in env
+    # The templates are the active release's own copy (a rollback of the link rolls them back).
+    assert "VOXFLEET_FIRMWARE_CONFIG=/opt/voxfleet/venv/firmware-config" in env and "PYTHONPATH" not in env
+    release = device.file(os.readlink(device.file("/opt/voxfleet/venv")))
+    assert (release / "firmware-config" / "mycroft" / "mycroft.conf.j2").is_file()
     assert "hw:CARD=voxusb,DEV=0" in device.file("/etc/asound.conf").read_text()
     assert device.file("/etc/udev/rules.d/99-voxfleet-audio.rules").exists()
 
@@ -270,6 +301,20 @@ def test_first_run_provisions_a_working_device(device):
 
 
 def test_second_run_changes_nothing(device):
+    # The device rewrites mycroft.conf itself (a cloud push, the setup page): byte for byte what
+    # provisioning wrote, so the re-run below still finds nothing to change.
+    conf = device.file("/var/lib/voxfleet/data/xdg/config/mycroft/mycroft.conf")
+    provisioned = conf.read_bytes()
+    rewrite = device.chroot(
+        "runuser", "-u", "voxfleet", "--", "/usr/bin/env",
+        "VOXFLEET_FIRMWARE_CONFIG=/opt/voxfleet/venv/firmware-config",
+        "VOXFLEET_MODEL_CACHE=/var/lib/voxfleet/models", "/opt/voxfleet/venv/bin/python", "-c",
+        "from device.config import write_config; from device.paths import DevicePaths; "
+        "from device.settings import load_settings; p = DevicePaths.at('/var/lib/voxfleet/data'); "
+        "write_config(load_settings(p.root), p)")
+    assert rewrite.returncode == 0, rewrite
+    assert conf.read_bytes() == provisioned
+
     again = device.playbook()
     assert again.returncode == 0, _show(again)
     recap = _recap(again)
@@ -291,6 +336,21 @@ def test_upgrade_switches_release_and_keeps_the_previous_one(device):
     assert version.stdout.strip() == "99.0.1", version
 
 
+def test_prune_removes_interrupted_releases_first_and_keeps_the_rollback_target(device):
+    active = os.readlink(device.file("/opt/voxfleet/venv"))
+    previous = os.readlink(device.file("/opt/voxfleet/venv.previous"))
+    # The newest folder on disk, but it never passed a health check (an interrupted install).
+    interrupted = device.file("/opt/voxfleet/releases/0000interrupted")
+    (interrupted / "bin").mkdir(parents=True)
+    again = device.playbook(device_venv_version="99.0.1",
+                            device_venv_wheelhouse=f"{WHEELHOUSE_IN_ROOT} {UPGRADE_IN_ROOT}")
+    assert again.returncode == 0, _show(again)
+    assert not interrupted.exists()
+    assert os.readlink(device.file("/opt/voxfleet/venv")) == active
+    assert os.readlink(device.file("/opt/voxfleet/venv.previous")) == previous
+    assert device.file(active).is_dir() and device.file(previous).is_dir()
+
+
 def test_broken_release_fails_its_health_check_and_leaves_the_active_one(device):
     active = os.readlink(device.file("/opt/voxfleet/venv"))
     releases = sorted(p.name for p in device.file("/opt/voxfleet/releases").iterdir())
@@ -306,6 +366,20 @@ def test_broken_release_fails_its_health_check_and_leaves_the_active_one(device)
     assert sorted(p.name for p in device.file("/opt/voxfleet/releases").iterdir()) == releases
     still = device.chroot("/opt/voxfleet/venv/bin/python", "-c", "import device, ovos_core; print('ok')")
     assert still.stdout.strip() == "ok", still
+
+
+def test_release_that_cannot_run_this_devices_settings_is_not_activated(device):
+    """The health check renders this device's own settings with the new release: a release that
+    refuses them (here: the wake word the device uses) is never activated."""
+    active = os.readlink(device.file("/opt/voxfleet/venv"))
+    (ours,) = (device.root / WHEELHOUSE_IN_ROOT.lstrip("/")).glob("voxfleet-0*.whl")
+    _repack(ours, "99.0.3", device.file(UPGRADE_IN_ROOT), break_import=False, refuse_wake_word="hey_mycroft")
+    refused = device.playbook(device_venv_version="99.0.3",
+                              device_venv_wheelhouse=f"{WHEELHOUSE_IN_ROOT} {UPGRADE_IN_ROOT}")
+    assert refused.returncode != 0, _show(refused)
+    assert "failed its health check" in refused.stdout, _show(refused)
+    assert "deliberately refused wake word hey_mycroft" in refused.stdout, _show(refused)
+    assert os.readlink(device.file("/opt/voxfleet/venv")) == active
 
 
 def test_unknown_microphone_is_refused_and_the_board_files_stay(device):
