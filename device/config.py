@@ -16,6 +16,7 @@ from pathlib import Path
 import jinja2
 
 from device import models
+from device.files import write_atomic
 from device.offline import force_offline
 from device.paths import DevicePaths
 from device.settings import DeviceSettings
@@ -93,12 +94,8 @@ def write_config(settings: DeviceSettings, paths: DevicePaths) -> Path:
     """Render and atomically write ``mycroft.conf``; returns its path."""
     paths.create()
     conf = render(settings, paths)
-    target = paths.mycroft_conf
-    tmp = target.with_suffix(".conf.tmp")
     # Byte-for-byte what provisioning writes (ansible device_config/files/voxfleet-render-config).
-    tmp.write_text(json.dumps(conf, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, target)
-    return target
+    return write_atomic(paths.mycroft_conf, json.dumps(conf, indent=2) + "\n")
 
 
 def service_env(paths: DevicePaths, base: dict[str, str] | None = None) -> dict[str, str]:

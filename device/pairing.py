@@ -8,7 +8,6 @@ written to ``DATA_DIR/cloud.json`` (0600); the agent notices the file and connec
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -18,6 +17,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import requests
+
+from device.files import write_atomic
 
 TIMEOUT = 10.0
 
@@ -109,14 +110,7 @@ def save_pairing(data_dir: Path, cloud: str, credentials: dict) -> Path:
         "tenant": credentials.get("tenant"), "project": credentials.get("project"),
         "device_name": credentials.get("device_name"), "paired_at": datetime.now(UTC).isoformat(),
     }
-    data_dir.mkdir(parents=True, exist_ok=True)
-    target = data_dir / "cloud.json"
-    tmp = target.with_suffix(".json.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump(record, out, indent=2)
-    os.replace(tmp, target)
-    return target
+    return write_atomic(data_dir / "cloud.json", json.dumps(record, indent=2), mode=0o600)
 
 
 def new_secret() -> str:

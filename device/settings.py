@@ -16,13 +16,13 @@ service sees it.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from device import models
+from device.files import write_atomic
 
 AudioIn = Literal["spool", "alsa", "sounddevice"]
 AudioOut = Literal["wav", "alsa"]
@@ -148,16 +148,8 @@ def load_settings(data_dir: Path, **overrides: object) -> DeviceSettings:
 
 def save_managed(data_dir: Path, version: int, config: dict) -> None:
     """Record the cloud configuration now in force (atomically: a power cut keeps old or new)."""
-    path = managed_path(data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"version": version, "config": config}, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(managed_path(data_dir), json.dumps({"version": version, "config": config}, indent=2))
 
 
 def save_settings(data_dir: Path, settings: DeviceSettings) -> None:
-    path = settings_path(data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(settings.model_dump_json(indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(settings_path(data_dir), settings.model_dump_json(indent=2))

@@ -16,17 +16,16 @@ unique temp file, so concurrent writers neither lose each other's fields nor sha
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import secrets
-import tempfile
 import threading
 from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from device.files import write_atomic
 
 MIN_PASSWORD_LENGTH = 8
 _hasher = PasswordHasher(time_cost=3, memory_cost=19456, parallelism=1)
@@ -53,18 +52,8 @@ def _read(data_dir: Path) -> dict:
 
 
 def _write(data_dir: Path, data: dict) -> None:
-    """Atomic and private: a power cut keeps the old file or the new one, never half of one."""
-    target = _path(data_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".setup-web-", suffix=".json.tmp")  # 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=2)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Atomic and private (0600): a power cut keeps the old file or the new one, never half of one."""
+    write_atomic(_path(data_dir), json.dumps(data, indent=2), mode=0o600)
 
 
 def secret_key(data_dir: Path) -> str:

@@ -17,14 +17,12 @@ saves at once must not lose each other's fields.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 import threading
 from typing import NamedTuple
 
 from device.desired import AFFECTS, STACK_ORDER
+from device.files import write_atomic
 from device.paths import DevicePaths
 from device.restarter import READY_QUERY as RESTARTER_READY_QUERY
 from device.settings import (
@@ -64,26 +62,8 @@ def affected(fields: set[str]) -> list[str]:
 
 
 def _write(paths: DevicePaths, stored: dict) -> None:
-    """Write settings.json through a unique temp file in its folder, then rename over it.
-
-    A unique name (not a fixed ``.tmp``) so two writers never share a half-written file; the rename
-    is atomic, so a reader or a power cut sees the old file or the new one.
-    """
-    target = settings_path(paths.root)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".settings-", suffix=".json.tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(stored, out, indent=2)
-        try:
-            os.chmod(tmp, target.stat().st_mode & 0o777)  # keep the mode it had (mkstemp makes 0600)
-        except FileNotFoundError:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """settings.json, atomically and keeping its mode (device/files.py)."""
+    write_atomic(settings_path(paths.root), json.dumps(stored, indent=2))
 
 
 def _supervisor_bus(paths: DevicePaths) -> tuple[str, int] | None:
