@@ -4,7 +4,6 @@ and history read from the real files the services keep."""
 
 from __future__ import annotations
 
-import html
 import http.server
 import json
 import re
@@ -25,19 +24,9 @@ from device.web import saving
 from device.web.app import create_app
 from device.web.credentials import has_password, verify_password
 from tests.conftest import free_port
+from tests.setup_web_kit import PASSWORD, csrf, text
 
 LAN = {"REMOTE_ADDR": "192.168.1.20"}
-PASSWORD = "correct horse battery"
-
-
-def csrf(page) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True))
-    assert found, "the page has no CSRF field"
-    return found.group(1)
-
-
-def text(response) -> str:
-    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", response.get_data(as_text=True))))
 
 
 @pytest.fixture

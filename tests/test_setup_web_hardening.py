@@ -4,11 +4,9 @@ and credentials written without lost updates, and recording limits that match th
 
 from __future__ import annotations
 
-import html
 import io
 import json
 import os
-import re
 import socket
 import subprocess
 import threading
@@ -29,20 +27,10 @@ from device.web import credentials, device_info, lan, saving, serve, voice_check
 from device.web.app import create_app
 from device.web.pairing_job import PairingJob
 from tests.conftest import free_port
+from tests.setup_web_kit import PASSWORD, csrf, text
 
 LAN_ADDRESS = "192.168.1.20"
-PASSWORD = "correct horse battery"
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def csrf(page) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True))
-    assert found, "the page has no CSRF field"
-    return found.group(1)
-
-
-def text(response) -> str:
-    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", response.get_data(as_text=True))))
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from device import audio
 from device.samples import compose
 from device.web import voice_checks, voice_mic
 from device.web.voice_checks import RecordingError
+from tests.setup_web_kit import PASSWORD
 
 
 @pytest.fixture(scope="module")
@@ -194,9 +195,6 @@ def test_configured_microphone_that_cannot_open_says_why():
 
 
 # --- the pages, through Flask's test client (the real app, its sign-in and CSRF) --------------------
-
-PASSWORD = "correct horse battery"
-
 
 def csrf_token(page_text: str) -> str:
     import re
