@@ -146,6 +146,8 @@ def close_due(sessions: Sessions, now: datetime, limit: int | None = None) -> tu
     with sessions() as db:
         due = _due(db, now)
     for tenant_id in due:
+        if limit is not None and len(closed) >= limit:
+            break
         last: str | None = None
         while limit is None or len(closed) < limit:
             with sessions() as db:
