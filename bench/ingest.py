@@ -8,7 +8,7 @@ a QoS 1 message when its callback returns). Per message, not per batch of messag
 minimal subscriber does, and gathering messages into one transaction is part of what ingest does
 to be fast, so it belongs to the measured difference. Each round has its own devices, each a real
 paho client with its own dynsec account, publishing batches of ``--batch`` events with one batch in
-flight (as device/link.py's drain does); both paths get the same devices count, events and batches.
+flight (as device/sync/link.py's drain does); both paths get the same devices count, events and batches.
 Every event carries its publish time as ``ts``.
 
 Figures: events stored per second = events / (the moment a poll, every ``POLL_S``, first sees all

@@ -35,14 +35,14 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from device.events import session_events  # noqa: E402
-from device.link import LinkConfig, MqttLink, drain  # noqa: E402
 from device.offline import force_offline  # noqa: E402
 from device.paths import DevicePaths  # noqa: E402
-from device.sessions import BusEvent, SessionBuilder  # noqa: E402
 from device.settings import DeviceSettings, save_settings  # noqa: E402
-from device.store import Store  # noqa: E402
-from device.supervisor import SERVICES, Supervisor  # noqa: E402
+from device.stack.supervisor import SERVICES, Supervisor  # noqa: E402
+from device.sync.events import session_events  # noqa: E402
+from device.sync.link import LinkConfig, MqttLink, drain  # noqa: E402
+from device.sync.store import Store  # noqa: E402
+from device.voice.sessions import BusEvent, SessionBuilder  # noqa: E402
 from protocol import messages  # noqa: E402
 from protocol.topics import Channel, topic  # noqa: E402
 

@@ -87,7 +87,7 @@ def device() -> None:
 def run(data_dir, **overrides) -> None:
     """Start and supervise the OVOS services until Ctrl-C or SIGTERM."""
     from device.models import ModelNotFound
-    from device.supervisor import StackError, Supervisor, services_for
+    from device.stack.supervisor import StackError, Supervisor, services_for
 
     paths, settings = _load(data_dir, **overrides)
     supervisor = Supervisor(paths, settings, services=services_for(settings), on_event=_say,
@@ -114,10 +114,10 @@ def listen(wavs, as_json, data_dir, **overrides) -> None:
     Uses the stack already running on this data folder (`voxfleet device run`), or starts one for
     the duration of the command. A file with no wake word in it gives no session.
     """
-    from device.audio import AudioError, load_wav
-    from device.listen import running_stack
     from device.models import ModelNotFound
-    from device.supervisor import StackError
+    from device.stack.supervisor import StackError
+    from device.voice.audio import AudioError, load_wav
+    from device.voice.listen import running_stack
 
     # Refuse bad files before spending a minute starting the stack.
     for wav in wavs:
@@ -142,7 +142,7 @@ def listen(wavs, as_json, data_dir, **overrides) -> None:
 
 def _play(paths, settings, files, as_json: bool, out, on_event=None, narrate: bool = False) -> list:
     """Play (path, spoken text or None) pairs through the stack; write JSON lines or narrate."""
-    from device.listen import Listener
+    from device.voice.listen import Listener
 
     reports = []
     with Listener(paths, settings, on_event=on_event) as listener:
@@ -188,9 +188,9 @@ def sync(data_dir, once, timeout) -> None:
     """Send the outbox to the cloud's broker (pairing record: DATA_DIR/cloud.json)."""
     import signal
 
-    from device.link import LinkError, MqttLink, drain, load_link_config
     from device.paths import DevicePaths
-    from device.store import Store
+    from device.sync.link import LinkError, MqttLink, drain, load_link_config
+    from device.sync.store import Store
 
     paths = DevicePaths.at(data_dir)
     store = Store(paths.root / "store.db")
@@ -244,8 +244,8 @@ def setup_web(data_dir, host, port) -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help=DATA_DIR_HELP)
 def pair(cloud_url, data_dir) -> None:
     """Pair this device with a cloud: show a code, wait until an admin claims it, keep the credentials."""
-    from device import pairing
     from device.paths import DevicePaths
+    from device.sync import pairing
 
     paths = DevicePaths.at(data_dir)
     try:
@@ -274,14 +274,14 @@ def agent(data_dir) -> None:
     """
     import os
 
-    from device.config import service_env
     from device.paths import DevicePaths
+    from device.stack.config import service_env
 
     paths = DevicePaths.at(data_dir)
     if not paths.mycroft_conf.exists():
         _fail(f"{paths.mycroft_conf} does not exist: start the stack once with `voxfleet device run`")
     os.environ.update(service_env(paths))
-    from device.agent import main
+    from device.sync.agent import main
 
     main()
 
@@ -291,8 +291,8 @@ def agent(data_dir) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(data_dir, as_json) -> None:
     """Health of each service of the stack running on this data folder (exit 1 if not all ready)."""
-    from device.listen import running_stack
     from device.paths import DevicePaths
+    from device.voice.listen import running_stack
 
     paths = DevicePaths.at(data_dir)
     record = running_stack(paths)
@@ -349,7 +349,7 @@ def models(as_json) -> None:
 @click.option("--wake-word", default="hey_jarvis", show_default=True)
 def samples_cmd(out, voice, wake_word) -> None:
     """Speak the bundled sample commands into WAV files, with the device's own voices."""
-    from device import samples
+    from device.voice import samples
 
     speaker = samples.PiperVoice() if voice == "piper" else samples.EspeakVoice()
     for command in samples.commands_for(voice):
@@ -363,9 +363,9 @@ def samples_cmd(out, voice, wake_word) -> None:
 @_settings_options
 def demo(voice, as_json, data_dir, **overrides) -> None:
     """Start the stack, speak every sample command to it, and print what it answered."""
-    from device import samples
     from device.models import ModelNotFound
-    from device.supervisor import StackError
+    from device.stack.supervisor import StackError
+    from device.voice import samples
 
     paths, settings = _load(data_dir, **overrides)
     with _stdout_for_results() as out:

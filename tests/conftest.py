@@ -48,7 +48,7 @@ def voice_stack(tmp_path_factory) -> Stack:
     """The whole OVOS stack on bundled models, on a private data folder and a free bus port."""
     from device.paths import DevicePaths
     from device.settings import DeviceSettings, save_settings
-    from device.supervisor import Supervisor
+    from device.stack.supervisor import Supervisor
 
     paths = DevicePaths.at(tmp_path_factory.mktemp("device")).create()
     settings = DeviceSettings(bus_port=free_port(), timezone=os.environ.get("TZ_TEST", "UTC"))
@@ -67,14 +67,14 @@ def voice_stack(tmp_path_factory) -> Stack:
 
 @pytest.fixture(scope="session")
 def piper_voice():
-    from device.samples import PiperVoice
+    from device.voice.samples import PiperVoice
 
     return PiperVoice()
 
 
 @pytest.fixture(scope="session")
 def espeak_voice():
-    from device.samples import EspeakVoice
+    from device.voice.samples import EspeakVoice
 
     return EspeakVoice()
 

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import click
 
 from voxfleet import __version__
+
+CLOUD_EXTRA = ("sqlalchemy", "alembic", "amqtt", "psycopg")
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules
+        return False
 
 
 @click.group()
@@ -19,11 +30,13 @@ def _register() -> None:
     from device.cli import device
 
     main.add_command(device)
-    try:
+    # The cloud extra's own packages, looked for (not imported: `voxfleet --help` stays quick) before
+    # its commands are offered; cloud.cli imports them inside each command, so its import proves nothing.
+    missing = next((name for name in CLOUD_EXTRA if not _installed(name)), None)
+    if missing is None:
         from cloud.cli import cloud
         from voxfleet.demo import demo
-    except ModuleNotFoundError as exc:
-        missing = exc.name
+    else:
 
         @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
         def cloud() -> None:

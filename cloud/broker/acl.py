@@ -15,7 +15,7 @@ from protocol.topics import PREFIX, Channel, check_device_id, device_filter, top
 UP_CHANNELS: tuple[Channel, ...] = tuple(c for c in Channel if c.upstream)
 DOWN_CHANNELS: tuple[Channel, ...] = tuple(c for c in Channel if not c.upstream)
 SHARE_PREFIX = "$share/"
-# The MQTT client id a device connects with (device/link.py builds the same; it belongs in protocol/).
+# The MQTT client id a device connects with (device/sync/link.py builds the same; it belongs in protocol/).
 DEVICE_CLIENT_ID = "voxfleet-{device_id}"
 
 

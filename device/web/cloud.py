@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, current_app, flash, jsonify, redirect, render_template, request, url_for
 
-from device import pairing
 from device.settings import managed_path, managed_settings
+from device.sync import pairing
 from device.web import device_info
 from device.web.pairing_job import PairingJob
 from device.web.saving import affected, request_restart, stack_running

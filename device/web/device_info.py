@@ -21,9 +21,10 @@ from pathlib import Path
 
 import psutil
 
-from device import heartbeat, models
+from device import models
 from device.paths import DevicePaths
-from device.supervisor import SERVICES, SETUP_WEB
+from device.stack.supervisor import SERVICES, SETUP_WEB
+from device.sync import heartbeat
 from device.web.saving import SUPERVISOR, stack_running
 
 OVOS_PACKAGES = ("ovos-core", "ovos-dinkum-listener", "ovos-audio", "ovos-messagebus", "ovos-plugin-manager",
@@ -163,7 +164,7 @@ def duration(seconds: float) -> str:
 def history(paths: DevicePaths, page: int, per_page: int = 20) -> tuple[list[dict], int]:
     """One page of recent voice sessions (newest first) and the total count.
 
-    Read through a read-only SQLite connection rather than device.store.Store, which opens for
+    Read through a read-only SQLite connection rather than device.sync.store.Store, which opens for
     writing (it makes its disk reserve and updates counters): a page view must change nothing.
     """
     page = min(max(1, page), MAX_PAGE)

@@ -1,6 +1,6 @@
 """One pairing attempt at a time, run in a background thread so the page can show the code and poll.
 
-The protocol itself is device.pairing's (the same as ``voxfleet device pair``); this only keeps its
+The protocol itself is device.sync.pairing's (the same as ``voxfleet device pair``); this only keeps its
 state where the pages can read it: waiting (with the code), paired, expired, failed or cancelled.
 
 Each attempt is a ``_Run`` with its own snapshot and stop event. ``start`` and ``cancel`` hold one
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from device import pairing
+from device.sync import pairing
 
 
 class _Cancelled(Exception):

@@ -6,9 +6,9 @@ touching a managed field is refused with a message saying so, and nothing is wri
 
 After writing ``settings.json`` atomically, only the services the changed fields affect are
 restarted, by asking on the bus (``voxfleet.services.restart``, the same request the agent uses for
-the cloud's config), with device.desired's field → service map. Who answers depends on how the stack
+the cloud's config), with device.sync.desired's field → service map. Who answers depends on how the stack
 runs: ``voxfleet device run``'s supervisor (which leaves ``run/supervisor.json`` with its bus), or on
-a provisioned device the ``voxfleet-restarter`` unit (device/restarter.py) on the bus that the
+a provisioned device the ``voxfleet-restarter`` unit (device/stack/restarter.py) on the bus that the
 settings name: systemd units leave no supervisor record, so the settings are the only way to find it.
 
 Read-merge-write of settings.json happens under one lock: the setup web is multi-threaded, and two
@@ -21,10 +21,8 @@ import json
 import threading
 from typing import NamedTuple
 
-from device.desired import AFFECTS, STACK_ORDER
 from device.files import write_atomic
 from device.paths import DevicePaths
-from device.restarter import READY_QUERY as RESTARTER_READY_QUERY
 from device.settings import (
     SettingsError,
     build_settings,
@@ -33,13 +31,15 @@ from device.settings import (
     managed_settings,
     settings_path,
 )
-from device.supervisor import RESTART_REQUEST, bus_is_up
+from device.stack.restarter import READY_QUERY as RESTARTER_READY_QUERY
+from device.stack.supervisor import RESTART_REQUEST, bus_is_up
+from device.sync.desired import AFFECTS, STACK_ORDER
 
 SUPERVISOR = "supervisor"  # voxfleet device run: run/supervisor.json names the bus
 RESTARTER = "restarter"  # systemd units: the settings name the bus, voxfleet-restarter answers
 RESTARTER_READY_TIMEOUT = 5.0
 
-# Fields the setup web saves that device.desired does not list: who reads them.
+# Fields the setup web saves that device.sync.desired does not list: who reads them.
 EXTRA_AFFECTS: dict[str, tuple[str, ...]] = {
     "timezone": ("core",),  # the date and time skill
     "name": ("agent",),  # reported in the heartbeat

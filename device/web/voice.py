@@ -11,8 +11,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from device import audio, models
+from device import models
 from device.settings import DeviceSettings, SettingsError, load_settings, managed_settings
+from device.voice import audio
 from device.web import voice_checks, voice_mic
 from device.web.voice_checks import RecordingError
 

@@ -3,7 +3,7 @@
 A person installing a device wants to know, before walking away, whether "hey jarvis" said in that
 room clears the threshold they chose, whether the STT model hears them, and what the voice sounds
 like. These functions answer that with the very models and scoring the listener runs
-(device/wakeword.py, device/stt.py, the bundled Piper voice), so a pass here means a pass there.
+(device/voice/wakeword.py, device/voice/stt.py, the bundled Piper voice), so a pass here means a pass there.
 
 Models are loaded lazily and cached per process, one of each kind at a time: a Raspberry Pi has
 little memory, and the setup page runs beside the whole voice stack.
@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from device import audio, models
+from device import models
+from device.voice import audio
 
 MAX_SECONDS = 15.0  # the limit a person sees: checked on the header and again after decoding
 # The byte cap only stops a huge file before it is decoded; it must admit MAX_SECONDS of the largest
@@ -28,7 +29,7 @@ MAX_SECONDS = 15.0  # the limit a person sees: checked on the header and again a
 # higher rate or wider samples fit proportionally shorter clips.
 MAX_UPLOAD_BYTES = 3 * 1024 * 1024
 MAX_PREVIEW_CHARS = 300
-FRAME_SAMPLES = 1280  # openwakeword scores 80 ms frames (as device/wakeword.py)
+FRAME_SAMPLES = 1280  # openwakeword scores 80 ms frames (as device/voice/wakeword.py)
 LEAD_IN_FRAMES = 6  # silence before the clip, as WakeWordDetector.score_clip, so features settle
 TAIL_FRAMES = 4
 
@@ -117,7 +118,7 @@ _wake_detector = None  # one WakeWordDetector at a time
 def _detector(wake_word: str):
     global _wake_detector
     if _wake_detector is None or _wake_detector.name != wake_word:
-        from device.wakeword import WakeWordDetector
+        from device.voice.wakeword import WakeWordDetector
 
         _wake_detector = None  # free the old model before loading the next
         _wake_detector = WakeWordDetector(name=wake_word)
@@ -181,7 +182,7 @@ def _engine(stt_model: str, beam_size: int) -> tuple[object, float]:
         engine = _stt_engine[1]
         engine.beam_size = beam_size
         return engine, 0.0
-    from device.stt import WhisperEngine
+    from device.voice.stt import WhisperEngine
 
     _stt_engine = None  # drop the other model first: two whisper models do not fit on a small Pi
     started = time.perf_counter()

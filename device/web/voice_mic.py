@@ -15,7 +15,7 @@ import subprocess
 
 import numpy as np
 
-from device import audio
+from device.voice import audio
 from device.web.voice_checks import RecordingError
 
 MIN_SECONDS, MAX_SECONDS = 1, 10

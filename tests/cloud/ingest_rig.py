@@ -21,7 +21,7 @@ from cloud.config import CloudConfig, load_config
 from cloud.db import Device, Project, Tenant
 from cloud.db.session import make_engine, session_factory
 from cloud.scoping import PlatformScope, TenantScope
-from device.link import LinkConfig, MqttLink
+from device.sync.link import LinkConfig, MqttLink
 from protocol import messages
 from protocol.ids import new_event_id
 
@@ -133,7 +133,7 @@ def wait_for(check: Callable[[], Any], timeout: float = WAIT, what: str = "condi
 
 def session_events(device: FleetDevice, *, session_id: str | None = None, transcript: str = "what time is it",
                    start: datetime | None = None, end_state: str = "answered") -> list[dict[str, Any]]:
-    """One complete exchange as device/events.py emits it, with the device's next seq numbers."""
+    """One complete exchange as device/sync/events.py emits it, with the device's next seq numbers."""
     sid = session_id or f"s-{uuid.uuid4().hex[:12]}"
     t0 = start or datetime.now(UTC)
 

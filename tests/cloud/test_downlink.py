@@ -18,8 +18,8 @@ from cloud.broker.runtime import service_account
 from cloud.db import AuditEntry, Command, Device, DeviceCredential
 from cloud.downlink import for_app
 from protocol.topics import Channel, topic
-from tests.cloud.test_api_fixtures import Api, Tenant, ago, close_app, make_app
-from tests.cloud.test_broker_contract import WAIT, Probe, secret
+from tests.cloud.api.test_fixtures import Api, Tenant, ago, close_app, make_app
+from tests.cloud.broker.test_contract import WAIT, Probe, secret
 
 
 @dataclass

@@ -16,7 +16,7 @@ from cloud.broker.embedded import EmbeddedBroker
 from cloud.db import DeviceCredential, PairingCode, utcnow
 from cloud.scoping import PlatformScope
 from protocol.topics import Channel, topic
-from tests.cloud.test_api_fixtures import Api, api_fixture  # noqa: F401
+from tests.cloud.api.test_fixtures import Api, api_fixture  # noqa: F401
 from tests.conftest import free_port
 
 

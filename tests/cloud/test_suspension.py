@@ -14,7 +14,7 @@ from cloud.db import AuditEntry, Device, DeviceCredential
 from cloud.scoping import PlatformScope
 from cloud.security import hash_password
 from cloud.tenants import TenantStateError, reactivate_tenant, suspend_tenant
-from tests.cloud.test_api_fixtures import Api, api_fixture  # noqa: F401
+from tests.cloud.api.test_fixtures import Api, api_fixture  # noqa: F401
 from tests.conftest import free_port
 
 

@@ -1,0 +1,1 @@
+"""The OVOS services of one device: config rendering, supervision, restarts, volume, playback."""
