@@ -50,3 +50,25 @@ def test_the_wheel_carries_pages_scripts_and_the_migration_template(tmp_path):
                      "cloud/web/static/app.css", "cloud/migrations/script.py.mako",
                      "cloud/migrations/versions/0011_lago.py"):
         assert expected in names, f"{expected} is missing from {wheel.name}"
+
+
+def test_every_service_is_started_by_a_console_script():
+    """systemd units and the supervisor name commands, never module paths (a move must not break them)."""
+    import tomllib
+
+    import yaml
+
+    from device.stack.supervisor import SERVICES, SETUP_WEB
+
+    ours = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"])
+    bin_dir = Path(sys.executable).parent
+    for spec in (*SERVICES, SETUP_WEB):
+        assert spec.command[0] != "-m", f"{spec.name} is started as a module: {spec.command}"
+        assert (bin_dir / spec.command[0]).exists(), f"{spec.command[0]} is not installed in {bin_dir}"
+    units = yaml.safe_load((ROOT / "ansible/roles/device_services/defaults/main.yml").read_text())
+    for unit in units["device_services_list"]:
+        program = Path(unit["command"].split()[0]).name
+        assert "python" not in program, f"the {unit['name']} unit runs a module: {unit['command']}"
+        assert program in ours or (bin_dir / program).exists(), f"{program} ({unit['name']}) is no command"
+    for script in ours:
+        assert (bin_dir / script).exists(), f"{script} is declared but not installed: rerun scripts/bootstrap"

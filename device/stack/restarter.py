@@ -13,7 +13,7 @@ It runs as root (``systemctl restart`` needs it; a polkit rule or sudoers entry 
 a minimal image lacks) and renders the configuration as the service user, so the files it writes keep
 their owner. Only the known restartable services are accepted: a request cannot name another unit.
 
-    python -m device.stack.restarter --data-dir /var/lib/voxfleet [--user voxfleet]
+    voxfleet-restarter --data-dir /var/lib/voxfleet [--user voxfleet]
 """
 
 from __future__ import annotations
@@ -136,8 +136,7 @@ class UnitRestarter:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m device.stack.restarter",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="voxfleet-restarter", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True, type=Path)
     parser.add_argument("--user", help="render the configuration as this user (the services' user)")
     parser.add_argument("--systemctl", default="systemctl")

@@ -42,7 +42,7 @@ class StackError(RuntimeError):
 @dataclass(frozen=True)
 class ServiceSpec:
     name: str
-    command: tuple[str, ...]  # first item: a console script beside this Python, or "-m"
+    command: tuple[str, ...]  # first item: a console script beside this Python, or "-m" and a module
     ready_query: str | None  # bus message answered with {"status": true} once ready
 
     @property
@@ -58,16 +58,16 @@ class ServiceSpec:
 
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("messagebus", ("ovos-messagebus",), None),
-    ServiceSpec("volume", ("-m", "device.stack.volume"), "voxfleet.volume.is_ready"),
+    ServiceSpec("volume", ("voxfleet-volume",), "voxfleet.volume.is_ready"),
     # Before the voice services, so it hears every exchange from the first one.
-    ServiceSpec("agent", ("-m", "device.sync.agent"), "voxfleet.agent.is_ready"),
+    ServiceSpec("agent", ("voxfleet-agent",), "voxfleet.agent.is_ready"),
     ServiceSpec("core", ("ovos-core",), "mycroft.skills.is_ready"),
     ServiceSpec("audio", ("ovos-audio",), "mycroft.audio.is_ready"),
     ServiceSpec("listener", ("ovos-dinkum-listener",), "mycroft.voice.is_ready"),
 )
 # The local setup web (device/web). It is not on the bus, so it has no ready query: it counts as
 # ready once the bus is up, and a taken port makes it wait rather than exit (device/web/serve.py).
-SETUP_WEB = ServiceSpec("setup-web", ("-m", "device.web.serve"), None)
+SETUP_WEB = ServiceSpec("setup-web", ("voxfleet-setup-web",), None)
 
 
 def services_for(settings: DeviceSettings) -> tuple[ServiceSpec, ...]:

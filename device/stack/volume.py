@@ -6,7 +6,7 @@ on a device with ALSA it drives the mixer with ``amixer``; headless, the level i
 ``run/volume.json`` and the headless player applies it to every WAV it keeps, so "turn it down"
 has an effect you can measure either way.
 
-Run as a supervised service: ``python -m device.stack.volume``.
+Run as a supervised service: ``voxfleet-volume``.
 """
 
 from __future__ import annotations

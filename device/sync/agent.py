@@ -1,6 +1,6 @@
 """The sync agent: OVOS messagebus -> voice sessions -> outbox -> the cloud, and the cloud's orders back.
 
-Runs as a supervised service beside the OVOS services (``python -m device.sync.agent``). Every finished
+Runs as a supervised service beside the OVOS services (``voxfleet-agent``). Every finished
 exchange is written to the local store (its events to the outbox, a summary to the local history)
 before anything is sent; when the device is paired (``DATA_DIR/cloud.json``) the outbox is drained
 to the broker continuously, and ``run/sync.json`` tells the rest of the device how far behind it is.

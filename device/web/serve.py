@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     """The supervised service: data folder from $VOXFLEET_DATA_DIR, port from the settings."""
     from device.settings import DeviceSettings, SettingsError, load_settings
 
-    parser = argparse.ArgumentParser(prog="python -m device.web.serve")
+    parser = argparse.ArgumentParser(prog="voxfleet-setup-web")
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int)
     args = parser.parse_args(argv)
