@@ -11,6 +11,7 @@ from flask import Flask
 from cloud.config import CloudConfig, load_config
 from cloud.db import session as db_session
 from cloud.errors import register_error_handlers
+from cloud.scoping import session_factory
 
 # Request bodies above this are refused with 413 before a view runs.
 MAX_CONTENT_LENGTH = 1024 * 1024
@@ -32,7 +33,8 @@ def create_app(config: CloudConfig | None = None) -> Flask:
 
         hops = config.proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
-    db_session.init_app(app, config.database_url, config.database_role or None)
+    engine = db_session.make_engine(config.database_url, app_role=config.database_role or None)
+    db_session.init_app(app, engine, session_factory(engine))
     register_error_handlers(app)
 
     from cloud import api, web

@@ -29,9 +29,21 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Connection, Select, Table, delete, event, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Select,
+    Table,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, with_loader_criteria
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, sessionmaker, with_loader_criteria
 
 from cloud.db.base import Base, Scoped
 from cloud.db.session import SCOPE_KEY, CloudSession, set_scope
@@ -506,3 +518,9 @@ def _on_flush(session: Session, _flush: UOWTransaction, _instances: Any) -> None
 if not event.contains(CloudSession, "do_orm_execute", _on_execute):
     event.listen(CloudSession, "do_orm_execute", _on_execute)
     event.listen(CloudSession, "before_flush", _on_flush)
+
+
+def session_factory(engine: Engine) -> sessionmaker[CloudSession]:
+    """Make every session through this: importing this module is what installs the scoping layer's
+    checks on CloudSession, so a session made here can never skip them."""
+    return sessionmaker(engine, class_=CloudSession, expire_on_commit=False)

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import importlib
 
-from flask import Blueprint, Flask, jsonify
+from flask import Flask, jsonify
 from sqlalchemy import text
 
+from cloud.api.blueprint import api
 from cloud.db.session import get_db
 from cloud.errors import ApiError
-
-api = Blueprint("api", __name__, url_prefix="/api/v1")
 
 # Imported (once) before the blueprint is registered: their routes attach to ``api`` on import.
 ROUTE_MODULES = ("auth", "keys", "projects", "devices", "sessions", "usage", "webhooks", "pairing", "openapi")

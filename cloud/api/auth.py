@@ -21,7 +21,7 @@ from flask import Flask, current_app, g, request
 from sqlalchemy import update
 
 from cloud import security
-from cloud.api import api
+from cloud.api.blueprint import api
 from cloud.api.common import PUBLIC_ENDPOINTS, READ_METHODS, client_ip
 from cloud.db import ApiKey, Tenant
 from cloud.db.base import utcnow

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from flask import g, request
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from cloud.api import api
+from cloud.api.blueprint import api
 from cloud.errors import ApiError
 from cloud.scoping import TenantScope
 

@@ -334,7 +334,8 @@ class BillingScheduler:
 
 def scheduler_for(config: Any) -> BillingScheduler:
     """A scheduler on its own engine, as the app's role (so row-level security applies)."""
-    from cloud.db.session import make_engine, session_factory
+    from cloud.db.session import make_engine
+    from cloud.scoping import session_factory
 
     engine = make_engine(config.database_url, app_role=config.database_role or None)
     return BillingScheduler(session_factory(engine), grace=timedelta(hours=config.invoice_grace_hours),

@@ -111,7 +111,7 @@ def lago_sync(data_dir: Path | None) -> None:
     import logging
 
     from cloud.billing.lago import sync_once
-    from cloud.db.session import session_factory
+    from cloud.scoping import session_factory
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = cloud_config(data_dir)

@@ -40,8 +40,9 @@ def cloud_config(data_dir: Path | None, **overrides: Any):
 
 def db_session(config: Any, *, migrated: bool = True):
     """A session as the app role, after checking the database is reachable and up to date."""
-    from cloud.db.session import DatabaseError, check_connection, make_engine, session_factory
+    from cloud.db.session import DatabaseError, check_connection, make_engine
     from cloud.migrations import current_revision, head_revision
+    from cloud.scoping import session_factory
 
     try:
         owner = make_engine(config.database_url)

@@ -115,13 +115,6 @@ class CloudSession(Session):
     """The app's ORM session. Its transactions carry the scope set by cloud.scoping (on PostgreSQL)."""
 
 
-def session_factory(engine: Engine) -> sessionmaker[CloudSession]:
-    """Make sessions through this: it also installs the scoping layer's checks (cloud.scoping)."""
-    import cloud.scoping  # noqa: F401  (registers its session hooks)
-
-    return sessionmaker(engine, class_=CloudSession, expire_on_commit=False)
-
-
 def apply_scope(session: Session, connection: Connection | None = None) -> None:
     """Tell PostgreSQL which tenant this transaction works for, for the row-level security policies.
 
@@ -157,12 +150,11 @@ def set_scope(session: Session, tenant_id: uuid.UUID | None, platform: bool) -> 
 
 # --- Flask -------------------------------------------------------------------------------------
 
-def init_app(app: Any, database_url: str, app_role: str | None) -> Engine:
-    """Give the app its engine and session factory, and close each request's session at teardown."""
-    engine = make_engine(database_url, app_role=app_role)
-    app.extensions["voxfleet.db"] = (engine, session_factory(engine))
+def init_app(app: Any, engine: Engine, sessions: sessionmaker[CloudSession]) -> None:
+    """Give the app its engine and session factory (cloud.scoping.session_factory: sessions that carry
+    the scoping layer's checks), and close each request's session at teardown."""
+    app.extensions["voxfleet.db"] = (engine, sessions)
     app.teardown_appcontext(close_db)
-    return engine
 
 
 def get_engine() -> Engine:

@@ -30,11 +30,11 @@ from sqlalchemy.orm import sessionmaker
 from cloud.broker.runtime import broker_url, service_client
 from cloud.config import CloudConfig
 from cloud.db import utcnow
-from cloud.db.session import make_engine, session_factory
+from cloud.db.session import make_engine
 from cloud.ingest.stats import WorkerStats
 from cloud.ingest.store import write_cycle
 from cloud.ingest.validate import KINDS, Accepted, Inbound, Reason, Rejected, check
-from cloud.scoping import ScopeError
+from cloud.scoping import ScopeError, session_factory
 from protocol.topics import upstream_filter
 
 log = logging.getLogger("cloud.ingest")

@@ -274,7 +274,8 @@ class DeliveryWorker:
 def start_delivery_thread(config: CloudConfig, *, allow_private: bool | None = None,
                           interval: float = 2.0) -> DeliveryWorker:
     """The worker ``voxfleet cloud serve`` runs: its own engine (the app's role, so RLS applies)."""
-    from cloud.db.session import make_engine, session_factory
+    from cloud.db.session import make_engine
+    from cloud.scoping import session_factory
 
     engine = make_engine(config.database_url, app_role=config.database_role or None)
     private = allow_private_default(config) if allow_private is None else allow_private

@@ -9,11 +9,12 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from flask import Flask, current_app, render_template, session
+from flask import Flask, render_template, session
 
 from device.paths import DevicePaths
 from device.settings import SettingsError, load_settings
 from device.web import auth, cloud, credentials, lan, network, settings_page, status, voice, voice_checks
+from device.web.context import device_paths
 from device.web.saving import save_fields
 
 __all__ = ["create_app", "device_paths", "save_fields"]
@@ -23,11 +24,6 @@ IDLE_SECONDS = 15 * 60
 # and the multipart framing. Larger requests are refused (413) before the form is parsed, and waitress
 # refuses bodies past this plus its own slack before buffering them (device/web/serve.py).
 MAX_UPLOAD_BYTES = voice_checks.MAX_UPLOAD_BYTES + 64 * 1024
-
-
-def device_paths() -> DevicePaths:
-    """The data folder of the device this app serves."""
-    return current_app.config["DEVICE_PATHS"]
 
 
 def create_app(paths: DevicePaths, *, idle_seconds: float = IDLE_SECONDS) -> Flask:

@@ -39,6 +39,7 @@ from markupsafe import Markup
 
 from device.settings import DeviceSettings, SettingsError, load_settings, managed_settings
 from device.web import credentials
+from device.web.context import device_paths
 from device.web.throttle import LoginThrottle
 
 bp = Blueprint("auth", __name__)
@@ -60,7 +61,7 @@ def csrf_field() -> Markup:
 
 
 def _data_dir():
-    return current_app.config["DEVICE_PATHS"].root
+    return device_paths().root
 
 
 def _throttle() -> LoginThrottle:
@@ -160,7 +161,7 @@ def first_boot():
         return redirect(url_for("auth.sign_in"))
     _start_session()
     try:
-        note = save_fields(current_app.config["DEVICE_PATHS"], **fields)
+        note = save_fields(device_paths(), **fields)
     except (SettingsError, ValueError) as exc:  # e.g. the cloud took over a field meanwhile
         flash(f"The password is set, but the device settings were not saved: {_one_line(exc)}", "error")
         return redirect(url_for("settings_page.device"))

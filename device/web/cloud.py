@@ -12,6 +12,7 @@ from flask import Blueprint, Flask, current_app, flash, jsonify, redirect, rende
 from device.settings import managed_path, managed_settings
 from device.sync import pairing
 from device.web import device_info
+from device.web.context import device_paths
 from device.web.pairing_job import PairingJob
 from device.web.saving import affected, request_restart, stack_running
 
@@ -23,7 +24,7 @@ def _job() -> PairingJob:
 
 
 def _render(status: int = 200, error: str | None = None, url: str = ""):
-    paths = current_app.config["DEVICE_PATHS"]
+    paths = device_paths()
     snap = _job().snapshot()
     return render_template("cloud.html", pairing=device_info.pairing(paths), job=snap,
                            url=url or snap.cloud or "", error=error), status
@@ -37,7 +38,7 @@ def cloud():
 @bp.get("/cloud/state")
 def state():
     snap = _job().snapshot().as_dict()
-    record = device_info.pairing(current_app.config["DEVICE_PATHS"])
+    record = device_info.pairing(device_paths())
     snap["paired"] = record is not None
     if record:
         snap.update(tenant=record.get("tenant"), project=record.get("project"))
@@ -47,7 +48,7 @@ def state():
 @bp.post("/cloud/pair")
 def pair():
     url = request.form.get("cloud", "").strip()
-    if device_info.pairing(current_app.config["DEVICE_PATHS"]) is not None:
+    if device_info.pairing(device_paths()) is not None:
         return _render(409, "This device is already paired. Unpair it first to pair with another cloud.", url)
     if not url:
         return _render(400, "Enter the cloud's web address, like https://cloud.example.com", url)
@@ -67,7 +68,7 @@ def cancel():
 
 @bp.post("/cloud/unpair")
 def unpair():
-    paths = current_app.config["DEVICE_PATHS"]
+    paths = device_paths()
     if device_info.pairing(paths) is None:
         flash("This device is not paired.")
         return redirect(url_for("cloud.cloud"))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from device.settings import SettingsError, load_settings, managed_settings
 from device.web.auth import LANGUAGES, timezones
+from device.web.context import device_paths
 from device.web.saving import save_fields
 
 bp = Blueprint("settings_page", __name__)
@@ -13,7 +14,7 @@ FIELDS = ("name", "lang", "timezone")
 
 
 def _render(status: int = 200, error: str | None = None, form: dict | None = None):
-    root = current_app.config["DEVICE_PATHS"].root
+    root = device_paths().root
     settings = load_settings(root)
     values = {name: getattr(settings, name) for name in FIELDS}
     values.update(form or {})
@@ -33,7 +34,7 @@ def save_device():
     try:
         if "lang" in fields and fields["lang"] not in LANGUAGES:
             raise SettingsError(f"unknown language '{fields['lang']}'; choose one from the list")
-        note = save_fields(current_app.config["DEVICE_PATHS"], **fields)
+        note = save_fields(device_paths(), **fields)
     except SettingsError as exc:
         return _render(400, str(exc), fields)
     flash(note)

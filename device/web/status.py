@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
-from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, redirect, render_template, request, url_for
 
 from device.settings import SettingsError, load_settings
 from device.web import device_info
+from device.web.context import device_paths
 
 bp = Blueprint("status", __name__)
 PER_PAGE = 20
@@ -19,7 +20,7 @@ def index():
 
 @bp.get("/status")
 def status():
-    paths = current_app.config["DEVICE_PATHS"]
+    paths = device_paths()
     try:
         settings, settings_error = load_settings(paths.root), None
     except SettingsError as exc:
@@ -34,7 +35,7 @@ def status():
 
 @bp.get("/history")
 def history():
-    paths = current_app.config["DEVICE_PATHS"]
+    paths = device_paths()
     try:
         page = int(request.args.get("page", "1"))
     except ValueError:

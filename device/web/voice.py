@@ -15,6 +15,8 @@ from device import models
 from device.settings import DeviceSettings, SettingsError, load_settings, managed_settings
 from device.voice import audio
 from device.web import voice_checks, voice_mic
+from device.web.context import device_paths
+from device.web.saving import save_fields
 from device.web.voice_checks import RecordingError
 
 bp = Blueprint("voice", __name__)
@@ -25,23 +27,12 @@ SECONDS_CHOICES = (3, 5, 8, 10)
 # --- what the pages share ------------------------------------------------------------------------------
 
 
-# device.web.app imports this module to register ``bp``; its helpers are imported when first used.
-
-
-def _paths():
-    from device.web.app import device_paths
-
-    return device_paths()
-
-
 def _save(**fields: object) -> str | None:
-    from device.web.app import save_fields
-
-    return save_fields(_paths(), **fields)
+    return save_fields(device_paths(), **fields)
 
 
 def _current() -> tuple[DeviceSettings, set[str]]:
-    root = _paths().root
+    root = device_paths().root
     return load_settings(root), set(managed_settings(root)[1])
 
 
@@ -97,7 +88,7 @@ def _request_too_large(exc: RequestEntityTooLarge):
 def _test(run) -> tuple[Response, int]:
     """Run one test and answer JSON: the result, or ``{"error": ...}`` a person can act on."""
     try:
-        settings = load_settings(_paths().root)
+        settings = load_settings(device_paths().root)
         return jsonify(run(settings, _recording(settings)).as_dict()), 200
     except RequestEntityTooLarge:
         return _too_large()
@@ -161,7 +152,7 @@ def save_voice():
 
 @bp.post("/voice/preview")
 def preview():
-    settings = load_settings(_paths().root)
+    settings = load_settings(device_paths().root)
     try:
         wav = voice_checks.preview(request.form.get("voice") or settings.tts_voice,
                                    request.form.get("text", ""))

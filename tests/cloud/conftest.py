@@ -20,8 +20,9 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import sessionmaker
 
 from cloud.db import Base
-from cloud.db.session import CloudSession, make_engine, session_factory
+from cloud.db.session import CloudSession, make_engine
 from cloud.migrations import upgrade
+from cloud.scoping import session_factory
 
 PG_CANDIDATES = [os.environ["VOXFLEET_TEST_PG_URL"]] if os.environ.get("VOXFLEET_TEST_PG_URL") else [
     "postgresql+psycopg://postgres@127.0.0.1:5432/test",

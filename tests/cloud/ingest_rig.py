@@ -19,8 +19,8 @@ from sqlalchemy.orm import sessionmaker
 from cloud.broker.admin import BrokerAdmin
 from cloud.config import CloudConfig, load_config
 from cloud.db import Device, Project, Tenant
-from cloud.db.session import make_engine, session_factory
-from cloud.scoping import PlatformScope, TenantScope
+from cloud.db.session import make_engine
+from cloud.scoping import PlatformScope, TenantScope, session_factory
 from device.sync.link import LinkConfig, MqttLink
 from protocol import messages
 from protocol.ids import new_event_id

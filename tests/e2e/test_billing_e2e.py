@@ -30,8 +30,8 @@ from cloud.billing.subscriptions import subscribe
 from cloud.config import load_config
 from cloud.db import Invoice, InvoiceLine, Subscription, Tenant, UsageRecord, VoiceSession
 from cloud.db.billing import BILLING_METERS
-from cloud.db.session import make_engine, session_factory
-from cloud.scoping import PlatformScope, TenantScope
+from cloud.db.session import make_engine
+from cloud.scoping import PlatformScope, TenantScope, session_factory
 from device.voice import samples
 from tests.conftest import VOXFLEET
 from tests.e2e.test_cloud_e2e import cloud as cloud_fixture  # noqa: F401  (the cloud of test_cloud_e2e)

@@ -32,7 +32,7 @@ from cloud.db.session import get_db
 from cloud.scoping import PlatformScope
 from cloud.web import billing_common as common
 from cloud.web.access import OPERATOR, allow, nav, platform
-from cloud.web.operator import _actor, _back, _page_number, bp
+from cloud.web.operator.blueprint import actor, back_to, bp, page_number
 from cloud.web.operator.lago_panel import lago_panel
 from cloud.web.operator.queries import Page
 
@@ -162,7 +162,7 @@ def billing() -> tuple[str, int]:
     args = {name: request.args.get(name, "").strip() for name in ("status", "tenant", "period")}
     errors: dict[str, str] = {}
     where = _invoice_filter(scope, args, errors)
-    page = None if errors else invoice_page(scope, where, _page_number())
+    page = None if errors else invoice_page(scope, where, page_number())
     currencies = sorted({r.currency for r in trend})
     starts = sorted({r.period.start for r in trend})
     chart = {"x": [int(start.timestamp()) for start in starts],
@@ -225,14 +225,14 @@ def _move(invoice_id: uuid.UUID, action: Any, done: str) -> Response:
     label = f"The invoice of {Period.of(found.period_start).label}"
     tenant_id = found.tenant_id
     try:
-        action(get_db(), tenant_id, found.id, actor=_actor())
+        action(get_db(), tenant_id, found.id, actor=actor())
         get_db().commit()
     except (BillingError, InvoiceLocked) as exc:
         get_db().rollback()
         flash(f"{label} was not changed: {exc}", "error")
     else:
         flash(f"{label} is {done}.")
-    return redirect(_back(url_for("operator.billing")))
+    return redirect(back_to(url_for("operator.billing")))
 
 
 @bp.post("/billing/invoices/<uuid:invoice_id>/finalize")
@@ -309,10 +309,10 @@ def assign_plan(tenant_id: uuid.UUID) -> Response | tuple[str, int]:
     db = get_db()
     try:
         if sub is None or sub.status != "active":
-            subscriptions.subscribe(db, found.id, plan.id, actor=_actor())
+            subscriptions.subscribe(db, found.id, plan.id, actor=actor())
             message = f"{found.name} is on {plan.name} from this period ({Period.of(utcnow()).label})."
         else:
-            changed = subscriptions.change_plan(db, found.id, plan.id, actor=_actor())
+            changed = subscriptions.change_plan(db, found.id, plan.id, actor=actor())
             following = Period(changed.current_period_start).next().label
             message = (f"{found.name} stays on {plan.name}: no change is scheduled."
                        if changed.next_plan_id is None
@@ -368,7 +368,7 @@ def create_plan() -> Response | tuple[str, int]:
         return _render_plan_form(None, form, errors, 400)
     db = get_db()
     try:
-        made = plan_book.create_plan(db, spec, actor=_actor())
+        made = plan_book.create_plan(db, spec, actor=actor())
         db.commit()
     except PlanInvalid as exc:
         db.rollback()
@@ -400,7 +400,7 @@ def update_plan(plan_id: uuid.UUID) -> Response | tuple[str, int]:
         return _render_plan_form(found, form, errors, 400)
     db = get_db()
     try:
-        plan_book.update_plan(db, found.id, spec, actor=_actor())
+        plan_book.update_plan(db, found.id, spec, actor=actor())
         db.commit()
     except (PlanInvalid, CurrencyMismatch) as exc:
         db.rollback()
@@ -414,7 +414,7 @@ def _plan_action(plan_id: uuid.UUID, action: Any, done: str) -> Response:
     name = found.name
     db = get_db()
     try:
-        action(db, found.id, actor=_actor())
+        action(db, found.id, actor=actor())
         db.commit()
     except PlanInUse as exc:
         db.rollback()

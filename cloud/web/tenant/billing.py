@@ -29,7 +29,7 @@ from cloud.db.session import get_db
 from cloud.scoping import PlatformScope
 from cloud.web import billing_common as common
 from cloud.web.access import TENANT_ADMINS, allow, scope
-from cloud.web.tenant import bp
+from cloud.web.tenant.blueprint import bp
 from cloud.web.tenant.common import as_uuid
 
 common.register(bp)

@@ -12,7 +12,7 @@ from cloud.db import User
 from cloud.db.session import get_db
 from cloud.web import billing_common
 from cloud.web.access import TENANT_ADMINS, allow, scope
-from cloud.web.tenant import bp
+from cloud.web.tenant.blueprint import bp
 from cloud.web.tenant.common import dashboard as figures
 from cloud.web.tenant.common import device_names, recent_activity
 

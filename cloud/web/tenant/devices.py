@@ -12,7 +12,7 @@ from cloud.api import pairing as api_pairing
 from cloud.db import Command, Device, Heartbeat, Project, VoiceSession
 from cloud.errors import ApiError
 from cloud.web.access import TENANT_ADMINS, allow, current_user, scope
-from cloud.web.tenant import bp
+from cloud.web.tenant.blueprint import bp
 from cloud.web.tenant.common import as_uuid, message, owned
 
 HEARTBEATS_SHOWN = 50

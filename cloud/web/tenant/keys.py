@@ -10,7 +10,7 @@ from cloud.db import ApiKey
 from cloud.db.base import utcnow
 from cloud.errors import ApiError
 from cloud.web.access import TENANT_ADMINS, allow, scope
-from cloud.web.tenant import bp
+from cloud.web.tenant.blueprint import bp
 from cloud.web.tenant.common import message, owned
 
 OVERLAPS = {"0": "End the old key now", "3600": "1 hour", "86400": "24 hours", "604800": "7 days"}

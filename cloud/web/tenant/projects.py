@@ -10,7 +10,7 @@ from cloud.api import projects as api_projects
 from cloud.db import Device, Project
 from cloud.errors import ApiError
 from cloud.web.access import TENANT_ADMINS, allow, scope
-from cloud.web.tenant import bp
+from cloud.web.tenant.blueprint import bp
 from cloud.web.tenant.common import message, owned
 
 

@@ -11,7 +11,7 @@ from cloud.api import sessions as api_sessions
 from cloud.db import Device, Project, VoiceSession
 from cloud.errors import ApiError
 from cloud.web.access import TENANT_ADMINS, allow, scope
-from cloud.web.tenant import bp
+from cloud.web.tenant.blueprint import bp
 from cloud.web.tenant.common import OUTCOMES, as_uuid, choices, message, owned, parse_when
 
 PAGE = 25

@@ -18,7 +18,7 @@ from cloud.db import Webhook
 from cloud.db.webhooks import WEBHOOK_EVENTS
 from cloud.errors import ApiError
 from cloud.web.access import TENANT_ADMINS, allow, scope
-from cloud.web.tenant import bp
+from cloud.web.tenant.blueprint import bp
 from cloud.web.tenant.common import message, owned
 
 NOTIFICATIONS = {

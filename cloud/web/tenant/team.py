@@ -22,7 +22,7 @@ from cloud.api.common import audit
 from cloud.db import User
 from cloud.web.access import TENANT_ADMINS, allow, current_user, scope
 from cloud.web.identity.invites import InviteError, invite_user
-from cloud.web.tenant import bp
+from cloud.web.tenant.blueprint import bp
 from cloud.web.tenant.common import owned
 
 ROLES = {"tenant_owner": "Owner", "tenant_admin": "Admin", "tenant_member": "Member (read-only)"}

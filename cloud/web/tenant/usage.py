@@ -17,7 +17,7 @@ from cloud.api import usage as api_usage
 from cloud.db import VoiceSession
 from cloud.db.usage import METERS
 from cloud.web.access import TENANT_ADMINS, allow, scope
-from cloud.web.tenant import bp
+from cloud.web.tenant.blueprint import bp
 from cloud.web.tenant.common import names, parse_when
 
 RANGES = {"24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days", "custom": "Custom range"}

@@ -28,10 +28,10 @@ from cloud.cli import cloud
 from cloud.config import load_config
 from cloud.db import AuditEntry, Invoice, Subscription, UsageAlert
 from cloud.db.base import utcnow
-from cloud.db.session import make_engine, session_factory
+from cloud.db.session import make_engine
 from cloud.db.webhooks import Webhook, WebhookDelivery
 from cloud.migrations import upgrade
-from cloud.scoping import PlatformScope, TenantScope
+from cloud.scoping import PlatformScope, TenantScope, session_factory
 from tests.cloud.billing.test_meter import MARCH, make_tenant, store, usage_row
 from tests.conftest import free_port
 
