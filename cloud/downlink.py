@@ -9,6 +9,10 @@ it again. Resending is safe: the device recognises a command id it has seen and 
 A command still unconfirmed 10 minutes after it was issued is given up (``error``): the device would
 reject it as expired anyway. Desired configs whose publish was not confirmed are kept in memory and
 re-published by the retry loop; after a restart of the process, the next PUT publishes again.
+
+Every message is encoded for the device it goes to (``peer``, from what the device announced,
+cloud/capabilities.py): a 0.1.0 device refuses a whole message over one field it does not know, so it
+is sent only the fields 0.1.0 read.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from urllib.parse import urlparse
 import paho.mqtt.client as mqtt
 from sqlalchemy import select, update
 
+from cloud import capabilities
 from cloud.broker.runtime import broker_url, service_client
 from cloud.config import CloudConfig
 from cloud.db import Command, DesiredConfig, Device
@@ -32,6 +37,7 @@ from cloud.db.base import utcnow
 from cloud.scoping import PlatformScope
 from protocol import messages
 from protocol.topics import Channel, topic
+from protocol.versions import LEGACY, Peer
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +104,11 @@ class Downlink:
         return info.is_published()
 
     def publish_config(self, device_key: str, version: int, config: dict[str, Any],
-                       tenant_id: uuid.UUID | None = None, device_id: uuid.UUID | None = None) -> bool:
+                       tenant_id: uuid.UUID | None = None, device_id: uuid.UUID | None = None,
+                       peer: Peer = LEGACY) -> bool:
         message = messages.DesiredConfig(version=version, config=messages.VoiceConfig(**config))
-        done = self._publish(topic(device_key, Channel.DESIRED_CONFIG), messages.encode(message), retain=True)
+        done = self._publish(topic(device_key, Channel.DESIRED_CONFIG), messages.encode(message, peer=peer),
+                             retain=True)
         with self._lock:
             if done:
                 self._unconfirmed_configs.pop(device_key, None)
@@ -109,14 +117,16 @@ class Downlink:
         return done
 
     def send_command(self, device_key: str, command_id: uuid.UUID, action: str, args: dict[str, Any],
-                     issued_at: datetime) -> bool:
+                     issued_at: datetime, peer: Peer = LEGACY) -> bool:
         message = messages.Command(command_id=command_id, action=action, args=args, issued_at=issued_at)
-        return self._publish(topic(device_key, Channel.COMMANDS), messages.encode(message), retain=False)
+        return self._publish(topic(device_key, Channel.COMMANDS), messages.encode(message, peer=peer),
+                             retain=False)
 
-    def send(self, scope: Any, command: Command, device_key: str) -> bool:
-        """Publish ``command`` and, once acknowledged, mark it sent (in its own small transaction)."""
-        if not self.send_command(device_key, command.command_id, command.action, command.args or {},
-                                 command.created_at):
+    def send(self, scope: Any, command: Command, device: Device) -> bool:
+        """Publish ``command`` to ``device`` and, once acknowledged, mark it sent (in its own small
+        transaction)."""
+        if not self.send_command(device.device_key, command.command_id, command.action, command.args or {},
+                                 command.created_at, peer=capabilities.of(device).peer):
             return False
         mark_sent(scope, command.id)
         return True
@@ -131,10 +141,10 @@ class Downlink:
             platform = PlatformScope(db)
             now = utcnow()
             rows = platform.execute(
-                select(Command, Device.device_key).join(Device, Device.id == Command.device_id)
+                select(Command, Device).join(Device, Device.id == Command.device_id)
                 .where(Command.status == "pending", Command.created_at <= now - grace)
                 .order_by(Command.created_at).limit(500)).all()
-            for command, device_key in rows:
+            for command, device in rows:
                 if command.created_at <= now - COMMAND_EXPIRY:
                     platform.execute(update(Command)
                                      .where(Command.id == command.id, Command.status == "pending")
@@ -142,14 +152,16 @@ class Downlink:
                                              detail="not delivered: the broker did not confirm it in time"))
                     platform.commit()
                     continue
-                if self.send(platform, command, device_key):
+                if self.send(platform, command, device):
                     sent += 1
             with self._lock:
                 waiting = dict(self._unconfirmed_configs)
             for device_key, (_tenant_id, device_id) in waiting.items():
                 latest = platform.scalar(select(DesiredConfig).where(DesiredConfig.device_id == device_id)
                                          .order_by(DesiredConfig.version.desc()).limit(1))
-                if latest is not None and self.publish_config(device_key, latest.version, latest.config):
+                device = platform.get(Device, device_id)
+                if latest is not None and device is not None and self.publish_config(
+                        device_key, latest.version, latest.config, peer=capabilities.of(device).peer):
                     sent += 1
         return sent
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import importlib
+import importlib.metadata
 import importlib.util
 import os
 import shutil
@@ -276,3 +277,26 @@ def catalogue() -> list[ModelStatus]:
         silero_vad_model,
     )
     return rows
+
+
+def _distribution_installed(requirement: str) -> bool:
+    name = requirement.split("=")[0].split("<")[0].split(">")[0].strip()
+    try:
+        importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def installed() -> dict[str, list[str]]:
+    """Model names per kind ("stt", "tts", "wake_word") whose packages are installed.
+
+    Cheap on purpose (package metadata only, no file is resolved or assembled): the sync agent
+    announces it to the cloud at every connection; ``catalogue()`` is the thorough check.
+    """
+    def names(table: dict) -> list[str]:
+        return [name for name, (entry, _) in table.items()
+                if all(map(_distribution_installed, entry.packages))]
+
+    wake = list(WAKE_WORDS) if _distribution_installed(OPENWAKEWORD_PACKAGE) else []
+    return {"stt": names(STT_MODELS), "tts": names(TTS_VOICES), "wake_word": wake}

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from cloud.api.blueprint import api
 from cloud.db.session import get_db
 from cloud.errors import ApiError
+from protocol import versions
 
 # Imported (once) before the blueprint is registered: their routes attach to ``api`` on import.
 ROUTE_MODULES = ("auth", "keys", "projects", "devices", "sessions", "usage", "webhooks", "pairing", "openapi")
@@ -22,13 +23,16 @@ ROUTE_MODULES = ("auth", "keys", "projects", "devices", "sessions", "usage", "we
 
 @api.get("/health")
 def health():
-    """Up and able to use the database: what a load balancer or a person checks first."""
+    """Up and able to use the database: what a load balancer or a person checks first. It also names
+    this cloud's release and wire versions: devices ask here what they may send them
+    (device/sync/cloud_peer.py)."""
     try:
         get_db().execute(text("SELECT 1")).scalar_one()
     except Exception as exc:  # any database failure is "unavailable", never a 500 with internals
         raise ApiError(503, "database_unavailable", "the database is unavailable",
                        details={"database": type(exc).__name__}) from None
-    return jsonify({"status": "ok", "database": "ok"})
+    return jsonify({"status": "ok", "database": "ok", "release": versions.release(),
+                    "protocol": {"writes": versions.VERSION, "reads": sorted(versions.READS)}})
 
 
 health.voxfleet_public = True  # type: ignore[attr-defined]

@@ -8,11 +8,11 @@ from datetime import datetime
 from typing import Any, Literal, get_args
 
 from flask import current_app
-from pydantic import Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from cloud import downlink
+from cloud import capabilities, downlink
 from cloud.api.common import (
     Input,
     Output,
@@ -86,6 +86,8 @@ class AckOut(Output):
     acked_version: int
     status: str
     reason: str | None
+    ignored: list[str] | None = Field(default=None, description="fields the device did not know and "
+                                                                "left alone")
     at: datetime
 
 
@@ -94,9 +96,26 @@ class ConfigState(Output):
     ack: AckOut | None
 
 
+class CapabilitiesOut(Output):
+    announced: bool = Field(description="false: the device announced nothing (release 0.1.0); what 0.1.0 "
+                                        "could do is assumed, and its models, voices and skills are unknown")
+    release: str
+    config_fields: list[str]
+    commands: list[str]
+    details: messages.Capabilities | None = Field(description="what the device announced, as it said it")
+
+
 class DeviceDetail(DeviceOut):
     last_heartbeat: dict[str, Any] | None
     config: ConfigState
+    capabilities: CapabilitiesOut
+
+
+class VoiceConfigIn(messages.VoiceConfig):
+    """The wire's VoiceConfig reads tolerantly (a newer cloud's fields are ignored on a device); a person
+    or a script setting a config gets an error for a misspelt field instead."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ConfigPut(Output):
@@ -172,6 +191,9 @@ def issue_command(device: Device, action: str, args: dict[str, Any]) -> Command:
     """Store a command (pending), then publish it; it becomes ``sent`` only on the broker's PUBACK.
     A ``speak`` is new cloud-side work: refused (402 plan_limit_reached) at a usage hard limit."""
     _paired(device)
+    problem = capabilities.command_problem(capabilities.of(device), action)
+    if problem:
+        raise ApiError(422, "unsupported_by_device", problem)
     if action == "speak":
         within_plan(enforce.check_speak)
     model = ARGS[action]
@@ -192,7 +214,7 @@ def issue_command(device: Device, action: str, args: dict[str, Any]) -> Command:
     scope().flush()
     audit("device.command", f"device:{device.id}", command=action, command_id=str(command_id))
     scope().commit()
-    if not downlink.for_app(current_app).send(scope(), row, device.device_key):
+    if not downlink.for_app(current_app).send(scope(), row, device):
         log.warning("command %s to %s not confirmed by the broker; left pending for retry",
                     command_id, device.device_key)
     scope().db.refresh(row)  # the status and sent_at mark_sent wrote
@@ -254,7 +276,15 @@ def list_devices():
           tag="devices", response=DeviceDetail, errors=(404,))
 def get_device_detail(device_id: uuid.UUID):
     row = get_device(device_id)
-    return {**device_out(row), "last_heartbeat": row.last_heartbeat, "config": config_state(row)}
+    return {**device_out(row), "last_heartbeat": row.last_heartbeat, "config": config_state(row),
+            "capabilities": capabilities_out(row)}
+
+
+def capabilities_out(row: Device) -> dict:
+    found = capabilities.of(row)
+    return CapabilitiesOut(announced=found.announced, release=found.release,
+                           config_fields=sorted(found.config_fields), commands=sorted(found.commands),
+                           details=found.details).model_dump(mode="json", exclude_none=True)
 
 
 @endpoint("PATCH", "/devices/<uuid:device_id>", summary="Rename a device or move it to another project",
@@ -325,11 +355,15 @@ def unpair(row: Device) -> Device:
 
 @endpoint("PUT", "/devices/<uuid:device_id>/config",
           summary="Set the desired voice config (a new version, published retained to the device)",
-          tag="devices", body=messages.VoiceConfig, response=ConfigPut, errors=(404, 409))
+          tag="devices", body=VoiceConfigIn, response=ConfigPut, errors=(404, 409, 422))
 def put_device_config(device_id: uuid.UUID):
-    body = parse_body(messages.VoiceConfig)
+    body = parse_body(VoiceConfigIn)
     row = _paired(get_device(device_id))
     config = body.model_dump(exclude_none=True)
+    problems = capabilities.config_problems(capabilities.of(row), config)
+    if problems:
+        raise ApiError(422, "unsupported_by_device", f"{problems[0]['field']}: {problems[0]['message']}",
+                       details=problems)
     current = scope().scalar(select(func.max(DesiredConfig.version)).where(DesiredConfig.device_id == row.id))
     version = (current or 0) + 1
     scope().add(DesiredConfig(device_id=row.id, version=version, config=config, created_by=_actor()))
@@ -341,7 +375,8 @@ def put_device_config(device_id: uuid.UUID):
         scope().db.rollback()
         raise ApiError(409, "version_conflict", "another config was set at the same moment; retry") from None
     published = downlink.for_app(current_app).publish_config(row.device_key, version, config,
-                                                              row.tenant_id, row.id)
+                                                              row.tenant_id, row.id,
+                                                              peer=capabilities.of(row).peer)
     return {"version": version, "config": config, "published": published}
 
 
@@ -354,7 +389,7 @@ def get_device_config(device_id: uuid.UUID):
 
 @endpoint("POST", "/devices/<uuid:device_id>/commands",
           summary="Send a command (speak, end_session, tap_start, tap_stop, reload, report_now)",
-          tag="devices", body=CommandCreate, response=CommandOut, status=202, errors=(402, 404, 409))
+          tag="devices", body=CommandCreate, response=CommandOut, status=202, errors=(402, 404, 409, 422))
 def post_device_command(device_id: uuid.UUID):
     body = parse_body(CommandCreate)
     row = get_device(device_id)

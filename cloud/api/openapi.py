@@ -133,8 +133,9 @@ def _undeclared() -> list[Route]:
 def build() -> dict[str, Any]:
     components: dict[str, Any] = {"Error": ERROR_SCHEMA}
     paths: dict[str, dict[str, Any]] = {}
-    health = Route("GET", "/health", "api.health", "Up and able to use the database", "meta", public=True,
-                   errors=(503,))
+    health = Route("GET", "/health", "api.health",
+                   "Up and able to use the database; this cloud's release and wire versions", "meta",
+                   public=True, errors=(503,))
     routes = [health, *ROUTES, *_undeclared()]
     for route in routes:
         path, _ = _path(route.rule)

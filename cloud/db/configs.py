@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cloud.db.base import Base, CreatedMixin, JsonDict, TenantOwned, enum_check, utcnow
+from cloud.db.base import Base, CreatedMixin, JsonDict, JsonList, TenantOwned, enum_check, utcnow
 
 ACK_STATUSES = ("applied", "rejected")
 
@@ -32,4 +32,6 @@ class ConfigAck(TenantOwned, Base):
     acked_version: Mapped[int]
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(2000))
+    # Fields of the desired config the device did not know and left alone (protocol ConfigAck.ignored).
+    ignored: Mapped[JsonList | None]
     at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -33,6 +33,10 @@ class Device(TenantOwned, CreatedMixin, Base):
     last_heartbeat_at: Mapped[datetime | None]
     paired_at: Mapped[datetime | None] = mapped_column(default=utcnow)
     unpaired_at: Mapped[datetime | None]
+    # What the device announced it can do (protocol.messages.Capabilities, with its online presence);
+    # NULL for a device that never announced (0.1.0): cloud/capabilities.py assumes 0.1.0's then.
+    capabilities: Mapped[JsonDict | None]
+    capabilities_at: Mapped[datetime | None]
 
 
 class DeviceCredential(TenantOwned, CreatedMixin, Base):

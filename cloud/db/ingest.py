@@ -37,6 +37,9 @@ class IngestWorkerStats(Base):
     stored_events: Mapped[int] = mapped_column(BigInteger, default=0)
     duplicate_events: Mapped[int] = mapped_column(BigInteger, default=0)
     rejected: Mapped[JsonDict] = mapped_column(default=dict)  # reason -> count
+    # Fields devices sent that this release does not know (ignored, not refused): path -> count, such as
+    # {"heartbeat.gpu_percent": 120}. A newer device release talking to this cloud; NULL before 0.2.0.
+    unknown_fields: Mapped[JsonDict | None]
     tap_frames: Mapped[int] = mapped_column(BigInteger, default=0)
     dropped_reported: Mapped[int] = mapped_column(BigInteger, default=0)
     last_message_at: Mapped[datetime | None]

@@ -25,6 +25,7 @@ from cloud.scoping import PlatformScope
 log = logging.getLogger("cloud.ingest")
 
 LOG_PER_REASON_PER_MINUTE = 10
+MAX_UNKNOWN_FIELD_NAMES = 200  # distinct unknown field paths counted per worker (a flood stays bounded)
 
 
 @dataclass
@@ -38,6 +39,7 @@ class WorkerStats:
     stored_events: int = 0
     duplicate_events: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    unknown_fields: Counter[str] = field(default_factory=Counter)
     tap_frames: int = 0
     dropped_reported: int = 0
     last_message_at: datetime | None = None
@@ -65,6 +67,24 @@ class WorkerStats:
         if count < LOG_PER_REASON_PER_MINUTE:
             log.warning("ingest: rejected a message on %s (%s): %s", topic, reason.value, detail)
 
+    def unknown(self, paths: tuple[str, ...]) -> None:
+        """Fields a newer device sent that this release ignores: counted by path (list positions
+        folded: ``event_batch.events.*.emotion``), each new path logged once."""
+        if not paths:
+            return
+        new = []
+        with self._lock:
+            for path in paths:
+                key = ".".join("*" if part.isdigit() else part for part in path.split("."))
+                if key not in self.unknown_fields:
+                    if len(self.unknown_fields) >= MAX_UNKNOWN_FIELD_NAMES:
+                        key = "(other)"
+                    elif key != "(other)":
+                        new.append(key)
+                self.unknown_fields[key] += 1
+        if new:
+            log.info("ingest: ignored fields this release does not know: %s", ", ".join(new))
+
     def rejected_verdict(self, verdict: Rejected, topic: str) -> None:
         self.reject(verdict.reason, verdict.detail, topic)
 
@@ -86,6 +106,7 @@ class WorkerStats:
                 "received": self.received, "stored_messages": self.stored_messages,
                 "stored_events": self.stored_events, "duplicate_events": self.duplicate_events,
                 "rejected": dict(self.rejected), "tap_frames": self.tap_frames,
+                "unknown_fields": dict(self.unknown_fields) or None,
                 "dropped_reported": self.dropped_reported, "last_message_at": self.last_message_at,
                 "lag_s": self.lag_s,
             }

@@ -33,6 +33,7 @@ from cloud.db import (
     Webhook,
     new_id,
 )
+from cloud.db.usage import METERS
 from cloud.ingest.sessions import StoredEvent, clean_text, summarize
 from cloud.ingest.validate import Accepted, Reason, Rejected
 from cloud.scoping import JsonText, PlatformScope, TenantScope
@@ -45,7 +46,6 @@ log = logging.getLogger(__name__)
 # Webhook delivery keys are uuid5 of their cause under this namespace: a replayed cause gives the
 # same key, and enqueue() records nothing twice.
 WEBHOOK_NAMESPACE = uuid.UUID("0b7c6a52-3f7e-4b55-9d0a-6f1f3c1e9a10")
-USAGE_METERS = ("wake_words", "stt_seconds", "tts_characters", "tts_seconds", "intents_handled", "llm_tokens")
 
 
 @dataclass
@@ -190,7 +190,7 @@ class _TenantWriter:
                 if event.type == "usage":
                     usage.append({"id": new_id(), "device_id": ref.id, "project_id": ref.project_id,
                                   "event_id": event.event_id, "ts": event.ts, "received_at": now,
-                                  **{m: getattr(event, m) for m in USAGE_METERS}})
+                                  **{m: getattr(event, m) for m in METERS}})
         summaries = {key: summarize(in_cycle[key]) for key in sorted(in_cycle)}
         sessions = [{"id": new_id(), "device_id": device_id, "project_id": refs[device_id].project_id,
                      "session_key": session_key, **summary}
@@ -344,9 +344,17 @@ class _TenantWriter:
         self.report.saw(message.ts)
         if ref.presence_at is not None and message.ts <= ref.presence_at:
             return  # older than what is stored (a retained message replayed, or out of order)
+        values: dict = {"presence": message.state, "presence_at": message.ts}
+        if message.state == "online":
+            # Every "online" says what the device can do now: a device rolled back to 0.1.0 announces
+            # nothing, and must from then on be sent only what 0.1.0 reads. ("offline", the Last Will
+            # included, says nothing about it: the last announcement stays.)
+            caps = message.capabilities
+            values |= {"capabilities": caps.model_dump(mode="json") if caps is not None else None,
+                       "capabilities_at": message.ts}
         changed = self.scope.update(
             Device, [Device.id == ref.id, or_(Device.presence_at.is_(None), Device.presence_at < message.ts)],
-            {"presence": message.state, "presence_at": message.ts})
+            values)
         if not changed:
             return
         before, ref.presence, ref.presence_at = ref.presence, message.state, message.ts
@@ -373,7 +381,7 @@ class _TenantWriter:
         if last and (last[0].acked_version, last[0].status, last[0].reason) == this:
             return  # the device acknowledges again on every reconnect; one row says it
         row = {"id": new_id(), "device_id": ref.id, "acked_version": message.version,
-               "status": message.status, "reason": reason, "at": self.now}
+               "status": message.status, "reason": reason, "ignored": message.ignored, "at": self.now}
         self.scope.insert_rows(ConfigAck, [row])
 
     def _command_result(self, ref: DeviceRef, message: messages.CommandResult) -> Rejected | None:

@@ -21,9 +21,11 @@ from protocol.topics import Channel, TopicError, parse
 class Reason(StrEnum):
     BAD_TOPIC = "bad_topic"                # not a VoxFleet topic, or a malformed device id
     WRONG_CHANNEL = "wrong_channel"        # a down channel, or a kind that its channel does not carry
+    # The protocol's own reasons (protocol.messages.Reason), under the same codes:
     OVERSIZED = "oversized"                # over protocol.messages.MAX_MESSAGE_BYTES
     MALFORMED = "malformed"                # not a JSON object
-    WRONG_VERSION = "wrong_version"        # a schema version this side does not speak
+    WRONG_VERSION = "wrong_version"        # a wire version this side does not read
+    UNKNOWN_KIND = "unknown_kind"          # a message kind or event type this release does not know
     INVALID = "invalid"                    # JSON, right version, but breaks the schema
     UNKNOWN_DEVICE = "unknown_device"      # no device has this topic id
     UNPAIRED_DEVICE = "unpaired_device"    # the device was unpaired
@@ -62,6 +64,7 @@ class Accepted:
     device_key: str
     channel: Channel
     message: BaseModel
+    unknown: tuple[str, ...] = ()  # fields this release does not know: ignored (and counted)
 
 
 class Rejected(Exception):  # noqa: N818  (a verdict, raised and caught within ingest)
@@ -71,19 +74,8 @@ class Rejected(Exception):  # noqa: N818  (a verdict, raised and caught within i
         self.detail = detail
 
 
-def _reason(error: messages.MessageError) -> Reason:
-    text = str(error)
-    if text.startswith("payload of") and "exceeds" in text:
-        return Reason.OVERSIZED
-    if text.startswith(("not JSON", "not a JSON object")):
-        return Reason.MALFORMED
-    if text.startswith("unsupported version"):
-        return Reason.WRONG_VERSION
-    return Reason.INVALID
-
-
 def check(inbound: Inbound) -> Accepted:
-    """The validated message, or ``Rejected``. Decoding is protocol.messages.decode, unchanged."""
+    """The validated message, or ``Rejected``. Decoding is protocol.messages.read, unchanged."""
     try:
         parsed = parse(inbound.topic)
     except TopicError as exc:
@@ -95,11 +87,11 @@ def check(inbound: Inbound) -> Accepted:
         raise Rejected(Reason.OVERSIZED, f"payload of {len(inbound.payload)} bytes exceeds the "
                                          f"{messages.MAX_MESSAGE_BYTES}-byte limit")
     try:
-        message = messages.decode(inbound.payload)
+        decoded = messages.read(inbound.payload)
     except messages.MessageError as exc:
-        raise Rejected(_reason(exc), str(exc)) from None
-    kind = getattr(message, "kind", None)
+        raise Rejected(Reason(exc.reason.value), exc.detail) from None
+    kind = getattr(decoded.message, "kind", None)
     if kind != expected:
         raise Rejected(Reason.WRONG_CHANNEL, f"a {kind} on the {parsed.channel.value} channel "
                                              f"(it carries {expected})")
-    return Accepted(inbound, parsed.device_id, parsed.channel, message)
+    return Accepted(inbound, parsed.device_id, parsed.channel, decoded.message, decoded.unknown)

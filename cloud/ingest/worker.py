@@ -239,6 +239,7 @@ class IngestWorker:
             if isinstance(verdict, Rejected):
                 self.stats.rejected_verdict(verdict, inbound.topic)
             else:
+                self.stats.unknown(verdict.unknown)
                 accepted.append(verdict)
         if accepted and not self._store(accepted):
             return  # stopping before the database came back: nothing acknowledged, nothing lost

@@ -9,6 +9,11 @@ Four threads, each with one job: the bus client's (messages in), ``expire_loop``
 that went quiet), ``sync_loop`` (the broker link: batches, results, heartbeats, tap frames) and
 ``work_loop`` (desired configurations and commands, one at a time, in arrival order, so a restart
 for a new configuration never races a command).
+
+The cloud may run another release than the device (a fleet upgrades unevenly): what the device
+writes is encoded for the cloud as ``device.sync.cloud_peer`` found it (a 0.1.0 cloud gets only what
+0.1.0 read), and what it reads from the cloud may carry fields it does not know, which are ignored
+and counted (``unknown_fields`` in ``run/sync.json`` and the heartbeat).
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ import signal
 import sqlite3
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
 
 from ovos_utils.log import LOG
 
-from device.sync import commands, heartbeat
+from device.settings import DeviceSettings, SettingsError, load_settings
+from device.sync import capabilities, cloud_peer, commands, heartbeat
 from device.sync.desired import ConfigApplier, RestartError
 from device.sync.events import session_events
 from device.sync.link import LinkError, MqttLink, drain, load_link_config
@@ -35,6 +42,7 @@ from device.sync.tap import BusTap
 from device.voice.sessions import SESSION_ANNOUNCE, BusEvent, SessionBuilder, VoiceSession, ms_between
 from protocol import messages
 from protocol.topics import Channel
+from protocol.versions import LEGACY, Peer
 
 RESTART_REQUEST = "voxfleet.services.restart"  # answered by device.stack.supervisor
 RESTART_TIMEOUT = 240.0
@@ -75,6 +83,12 @@ class Agent:
         self.applier = ConfigApplier(self.data_dir, restart=self.restart_services)
         self._report_wanted = threading.Event()
         self._reported = threading.Event()
+        self.cloud: Peer = LEGACY  # until the cloud says otherwise (device/sync/cloud_peer.py)
+        self._cloud_asked_at = 0.0
+        self._ask_cloud = threading.Event()  # set on every (re)connection to the broker
+        self._announced: messages.Capabilities | None = None
+        self.unknown_fields = 0
+        self._unknown_logged: set[str] = set()
         self._interrupted_commands()
 
     # -- from the bus ----------------------------------------------------------------------------------
@@ -192,7 +206,7 @@ class Agent:
         if link is None or not link.connected.is_set():
             return
         for frame in tap.frames():
-            link.publish(Channel.TAP, messages.encode(frame), qos=0)
+            link.publish(Channel.TAP, messages.encode(frame, peer=self.cloud), qos=0)
 
     # -- from the cloud (network thread: record, then queue; never block) ------------------------------
 
@@ -201,12 +215,17 @@ class Agent:
             LOG.info("the cloud cleared the desired configuration; the applied one stays")
             return
         try:
-            message = messages.decode(payload)
+            decoded = messages.read(payload)
         except messages.MessageError as exc:
             self._reject_down(channel, payload, str(exc))
             return
+        message = decoded.message
+        self._count_unknown(decoded.unknown)
         if channel is Channel.DESIRED_CONFIG and isinstance(message, messages.DesiredConfig):
-            self.work.put(message)
+            prefix = "desired_config.config."
+            ignored = sorted({path[len(prefix):].split(".")[0] for path in decoded.unknown
+                              if path.startswith(prefix)})
+            self.work.put((message, ignored))
         elif channel is Channel.COMMANDS and isinstance(message, messages.Command):
             command_id = str(message.command_id)
             seen = self.store.command_seen(command_id)
@@ -218,6 +237,16 @@ class Agent:
             self.work.put(message)
         else:
             self._reject_down(channel, payload, f"a {message.kind} message does not belong on {channel}")
+
+    def _count_unknown(self, unknown: tuple[str, ...]) -> None:
+        """A newer cloud's fields: ignored, counted, and each named in the log once."""
+        if not unknown:
+            return
+        self.unknown_fields += len(unknown)
+        new = [path for path in unknown if path not in self._unknown_logged]
+        if new and len(self._unknown_logged) < 1000:
+            self._unknown_logged.update(new)
+            LOG.info(f"ignored fields this release does not know: {', '.join(new)}")
 
     def _reject_down(self, channel: Channel, payload: bytes, reason: str) -> None:
         self.rejected_down += 1
@@ -254,8 +283,9 @@ class Agent:
             except queue.Empty:
                 continue
             try:
-                if isinstance(message, messages.DesiredConfig):
-                    ack = self.applier.apply(message)
+                if isinstance(message, tuple):
+                    desired, ignored = message
+                    ack = self.applier.apply(desired, ignored=ignored)
                     if ack is not None:
                         with self.lock:
                             self.acks.append(ack)
@@ -263,7 +293,7 @@ class Agent:
                 else:
                     self._finish(commands.execute(self, message))
             except Exception:  # one bad order must not stop the next ones
-                LOG.exception(f"handling {message.kind} failed")
+                LOG.exception(f"handling {getattr(message, 'kind', 'desired_config')} failed")
 
     # -- to the cloud ------------------------------------------------------------------------------
 
@@ -274,7 +304,8 @@ class Agent:
                  "recorded_sessions": self.recorded, "rejected_down": self.rejected_down,
                  "outbox_full": bool(self.pending),
                  "connected": bool(link and link.connected.is_set()),
-                 "broker_url": link.config.broker_url if link else None}
+                 "broker_url": link.config.broker_url if link else None,
+                 "cloud_release": self.cloud.release, "unknown_fields": self.unknown_fields}
         target = self.data_dir / "run" / "sync.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(".tmp")
@@ -294,12 +325,60 @@ class Agent:
             self.link = None
         if self._pairing_stamp() is None:
             return
-        link = MqttLink(load_link_config(self.data_dir / "cloud.json"), on_down=self.on_down)
+        link = MqttLink(load_link_config(self.data_dir / "cloud.json"), on_down=self.on_down,
+                        online=self.online_presence, on_connected=self._ask_cloud.set)
         link.begin()
         self.link = link
 
     def heartbeat(self) -> messages.Heartbeat:
-        return heartbeat.build(self.data_dir, self.store, outbox_full=bool(self.pending))
+        return heartbeat.build(self.data_dir, self.store, outbox_full=bool(self.pending),
+                               unknown_fields_total=self.unknown_fields)
+
+    # -- what the device says about itself, for the cloud it talks to -----------------------------------
+
+    def capabilities(self) -> messages.Capabilities:
+        try:
+            settings = load_settings(self.data_dir)
+        except SettingsError as exc:  # announce what is installed all the same
+            LOG.warning(f"settings unreadable while announcing capabilities: {exc}")
+            settings = DeviceSettings()
+        return capabilities.announce(settings)
+
+    def online_presence(self) -> bytes:
+        """The retained ``online`` presence, with capabilities for a cloud that reads them (paho's
+        network thread asks for it at every connection: no network call here)."""
+        caps = self._announced or self.capabilities()
+        self._announced = caps
+        presence = messages.Presence(state="online", ts=datetime.now(UTC), capabilities=caps)
+        return messages.encode(presence, peer=self.cloud)
+
+    def _learn_cloud(self, link: MqttLink) -> None:
+        """Ask the cloud which release it runs after each connection and now and then; announce again
+        when that or the device's own capabilities changed."""
+        asked = self._ask_cloud.is_set()
+        if asked or time.time() - self._cloud_asked_at >= cloud_peer.REFRESH_S:
+            self._ask_cloud.clear()
+            self._cloud_asked_at = time.time()
+            url = self._cloud_url()
+            found = cloud_peer.probe(url) if url else None
+            if found is not None and found != self.cloud:
+                LOG.info(f"the cloud runs release {found.release or '0.1.0 (strict reader)'}")
+                self.cloud = found
+                self._announce(link)
+                return
+        caps = self.capabilities()
+        if caps != self._announced:
+            self._announced = caps
+            self._announce(link)
+
+    def _announce(self, link: MqttLink) -> None:
+        link.publish(Channel.PRESENCE, self.online_presence(), retain=True)
+
+    def _cloud_url(self) -> str | None:
+        try:
+            return json.loads((self.data_dir / "cloud.json").read_text()).get("cloud")
+        except (OSError, ValueError):
+            return None
 
     def _send(self, link: MqttLink, beat_due: bool) -> bool:
         """One round of sending; returns whether a heartbeat went out."""
@@ -312,14 +391,14 @@ class Agent:
         with self.lock:
             acks, self.acks = self.acks, []
         for ack in acks:
-            link.publish(Channel.CONFIG_ACK, messages.encode(ack))
+            link.publish(Channel.CONFIG_ACK, messages.encode(ack, peer=self.cloud))
         reporting = self._report_wanted.is_set()
-        drain(self.store, link, max_age=0.0 if reporting else self.batch_age)
+        drain(self.store, link, max_age=0.0 if reporting else self.batch_age, peer=self.cloud)
         tap = self.tap
         if tap is not None:
             self.flush_tap(tap)
         if beat_due or reporting:
-            link.publish(Channel.HEARTBEAT, messages.encode(self.heartbeat()), qos=0)
+            link.publish(Channel.HEARTBEAT, messages.encode(self.heartbeat(), peer=self.cloud), qos=0)
             if reporting:
                 self._report_wanted.clear()
                 self._reported.set()
@@ -338,6 +417,8 @@ class Agent:
                 link = self.link
                 if link is not None and link.connected.is_set():
                     due = time.time() - last_beat >= self.heartbeat_every
+                    if due or self._ask_cloud.is_set():
+                        self._learn_cloud(link)
                     if self._send(link, due):
                         last_beat = time.time()
                     last_sync = time.time()

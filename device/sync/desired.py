@@ -59,15 +59,21 @@ class ConfigApplier:
         self.data_dir = Path(data_dir)
         self.restart = restart
 
-    def apply(self, desired: messages.DesiredConfig) -> messages.ConfigAck | None:
-        """Returns the acknowledgement to send, or None for a stale version (already superseded)."""
+    def apply(self, desired: messages.DesiredConfig,
+              ignored: list[str] | None = None) -> messages.ConfigAck | None:
+        """Returns the acknowledgement to send, or None for a stale version (already superseded).
+
+        ``ignored``: fields of the document this release does not know (a newer cloud's); the rest is
+        applied and the acknowledgement names them, so the cloud can say what did not take effect.
+        """
         current_version, current = managed_settings(self.data_dir)
         wanted = desired.config.model_dump(exclude_none=True)
         if current_version is not None and desired.version < current_version:
             LOG.info(f"desired config v{desired.version} ignored: v{current_version} is newer")
             return None
+        ignored = ignored or None
         if desired.version == current_version and wanted == current:
-            return messages.ConfigAck(version=desired.version, status="applied")  # a retained repeat
+            return messages.ConfigAck(version=desired.version, status="applied", ignored=ignored)  # a repeat
         problem = self.check(wanted)
         if problem:
             LOG.warning(f"desired config v{desired.version} rejected: {problem}")
@@ -85,8 +91,9 @@ class ConfigApplier:
                 self._roll_back(current_version, current, services)
                 return self._reject(desired.version, f"{', '.join(services)} did not restart with it: {exc}",
                                     current_version)
-        LOG.info(f"desired config v{desired.version} applied; restarted: {', '.join(services) or 'nothing'}")
-        return messages.ConfigAck(version=desired.version, status="applied")
+        LOG.info(f"desired config v{desired.version} applied; restarted: {', '.join(services) or 'nothing'}"
+                 + (f"; ignored (unknown here): {', '.join(ignored)}" if ignored else ""))
+        return messages.ConfigAck(version=desired.version, status="applied", ignored=ignored)
 
     def check(self, wanted: dict) -> str | None:
         """Why this configuration cannot be used on this device, or None when it can."""

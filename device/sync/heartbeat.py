@@ -49,7 +49,8 @@ def service_states(data_dir: Path) -> dict[str, str]:
             for name, info in health.get("services", {}).items()}
 
 
-def build(data_dir: Path, store, outbox_full: bool = False) -> messages.Heartbeat:
+def build(data_dir: Path, store, outbox_full: bool = False,
+          unknown_fields_total: int | None = None) -> messages.Heartbeat:
     disk = psutil.disk_usage(str(data_dir))
     return messages.Heartbeat(
         ts=datetime.now(UTC),
@@ -64,4 +65,5 @@ def build(data_dir: Path, store, outbox_full: bool = False) -> messages.Heartbea
         outbox_full=outbox_full,
         versions=versions(),
         services=service_states(data_dir),
+        unknown_fields_total=unknown_fields_total,
     )

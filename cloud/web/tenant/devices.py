@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
 
+from cloud import capabilities
 from cloud.api import devices as api_devices
 from cloud.api import pairing as api_pairing
 from cloud.db import Command, Device, Heartbeat, Project, VoiceSession
@@ -126,6 +127,7 @@ def device(
         versions=latest.get("versions") or {},
         latest=latest,
         config=api_devices.config_state(row),
+        abilities=capabilities.of(row),
         form=form or {"name": row.name, "project_id": str(row.project_id)},
         errors=errors or {},
     ), status
