@@ -71,7 +71,8 @@ def fixtures() -> dict[str, object]:
                  "disk_percent": 63.2, "temperature_c": 48.3, "outbox_depth": 3, "oldest_queued_age_s": 1.5,
                  "outbox_dropped_total": 2, "outbox_full": False,
                  "versions": {"voxfleet": "0.1.0", "ovos-core": "2.1.1"},
-                 "services": {"messagebus": "ready", "core": "ready", "audio": "ready", "listener": "starting"}}
+                 "services": {"messagebus": "ready", "core": "ready", "audio": "ready",
+                              "listener": "starting"}}
     if _has(m.Heartbeat, "unknown_fields_total"):
         heartbeat["unknown_fields_total"] = 4
     ack = {"version": 7, "status": "applied"}
