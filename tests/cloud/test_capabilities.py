@@ -4,15 +4,18 @@ the limit of what the cloud offers and sends it. A device that announced nothing
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import timedelta
 
 from cloud import capabilities
 from cloud.db import Device, utcnow
 from cloud.ingest import store
 from cloud.ingest.validate import Inbound, check
+from cloud.scoping import TenantScope
 from protocol import messages
 from protocol.topics import Channel, topic
 from tests.cloud.api.test_fixtures import Api, api_fixture  # noqa: F401
+from tests.cloud.web.tenant.test_fixtures import portal_fixture, text  # noqa: F401
 from tests.protocol.golden import make
 
 ANNOUNCED = make.fixtures()["presence_online"].capabilities
@@ -98,7 +101,8 @@ def test_a_device_that_announced_nothing_gets_what_010_took(api):
     # 0.1.0 said nothing of its wake words: the device itself judges the value (and acks or refuses it).
     assert api.put(path, tenant.write_key, json={"wake_word": "computer"}).status_code == 200
     misspelt = api.put(path, tenant.write_key, json={"wake_wrd": "alexa"})
-    assert misspelt.status_code == 400 and "wake_wrd: unknown field" in misspelt.get_json()["error"]["message"]
+    assert misspelt.status_code == 400
+    assert "wake_wrd: unknown field" in misspelt.get_json()["error"]["message"]
 
 
 def test_a_command_the_device_does_not_run_is_refused(api):
@@ -117,3 +121,26 @@ def test_a_command_the_device_does_not_run_is_refused(api):
 def test_stored_capabilities_that_no_longer_parse_fall_back_to_010():
     assert capabilities.parse({"release": "9"}) == capabilities.LEGACY_ABILITIES  # protocol missing
     assert capabilities.parse(json.loads(ANNOUNCED.model_dump_json())).announced
+
+
+def test_the_device_page_says_what_it_supports(portal):
+    org = portal.tenant()
+    owner = portal.client(org.owner_id)
+    with portal.sessions() as db:
+        scope = TenantScope(db, org.id)
+        old = scope.add(Device(project_id=org.project_id, name="Room 101",
+                               device_key=f"old-{uuid.uuid4().hex[:8]}"))
+        new = scope.add(Device(project_id=org.project_id, name="Room 102",
+                               device_key=f"new-{uuid.uuid4().hex[:8]}",
+                               capabilities=json.loads(ANNOUNCED.model_dump_json()),
+                               capabilities_at=utcnow()))
+        db.commit()
+    said = text(owner.get(f"/tenant/devices/{new.id}"))
+    assert "What it supports" in said and "Release 0.2.0" in said
+    assert "Wake words hey_jarvis, hey_mycroft, alexa, hey_rhasspy" in said
+    assert "Skills ovos-skill-date-time.openvoiceos 1.1.5" in said
+    assert "voxfleet-skill-timer.voxfleet 0.1.0" in said
+    assert "Commands end session, reload, report now, speak, tap start, tap stop" in said
+    quiet = text(owner.get(f"/tenant/devices/{old.id}"))
+    assert "has not said what it supports: it runs release 0.1.0 or older" in quiet
+    assert "the commands end session, reload, report now, speak, tap start, tap stop" in quiet
