@@ -26,6 +26,7 @@ from uuid import UUID
 
 from ovos_utils.log import LOG
 
+from device.stack.supervisor import RESTART_REQUEST
 from device.sync import commands, heartbeat
 from device.sync.desired import ConfigApplier, RestartError
 from device.sync.events import session_events
@@ -36,7 +37,6 @@ from device.voice.sessions import SESSION_ANNOUNCE, BusEvent, SessionBuilder, Vo
 from protocol import messages
 from protocol.topics import Channel
 
-RESTART_REQUEST = "voxfleet.services.restart"  # answered by device.stack.supervisor
 RESTART_TIMEOUT = 240.0
 MAX_PENDING_SESSIONS = 1000  # held in memory while the disk is full
 
