@@ -26,6 +26,7 @@ from uuid import UUID
 
 from ovos_utils.log import LOG
 
+from device.files import write_atomic
 from device.stack.supervisor import RESTART_REQUEST
 from device.sync import commands, heartbeat
 from device.sync.desired import ConfigApplier, RestartError
@@ -275,11 +276,7 @@ class Agent:
                  "outbox_full": bool(self.pending),
                  "connected": bool(link and link.connected.is_set()),
                  "broker_url": link.config.broker_url if link else None}
-        target = self.data_dir / "run" / "sync.json"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, target)
+        write_atomic(self.data_dir / "run" / "sync.json", json.dumps(state))
 
     def _pairing_stamp(self) -> float | None:
         try:
