@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -41,6 +42,10 @@ class StoreError(RuntimeError):
 
 class SchemaTooNew(StoreError):
     """The store was upgraded by a newer release in a way this release cannot use."""
+
+
+class MigrationFailed(StoreError):
+    """A migration raised: its transaction was rolled back, the store is at the version before it."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,9 @@ class Schema:
         ``db``'s connection must leave transactions to its caller (``isolation_level=None``, as the
         store's does); ``where`` names the store in errors. Raises SchemaTooNew for a store that a
         newer release changed in a way this one cannot use, StoreError for a store whose history is
-        not this schema's; the store is not touched in either case.
+        not this schema's (the store is not touched in either case), MigrationFailed for a migration
+        that raised and sqlite3.OperationalError as SQLite raised it (a full disk, say): the store
+        then stays at the version before that migration.
         """
         while True:
             with db.conn:
@@ -86,8 +93,11 @@ class Schema:
                 step = self.migrations[_version_of(pending[0].name) - 1]
                 try:
                     self._set.apply(db, stop_before=[m.name for m in pending[1:]])
-                except StoreError as exc:
-                    raise StoreError(f"{where}: {exc}") from exc
+                except sqlite3.OperationalError:
+                    raise  # a full disk, a lock, bad SQL: the caller's (the store retries a full disk)
+                except Exception as exc:
+                    raise MigrationFailed(f"{where}: migration {step.name} failed ({exc}); the store stays "
+                                          f"at schema version {version}, nothing in it lost") from exc
                 if not step.additive:
                     db.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) "
                                "DO UPDATE SET value = excluded.value", [COMPATIBLE_FROM, str(step.version)])
@@ -104,8 +114,8 @@ class Schema:
         if version <= self.latest:
             foreign = [name for name in applied if name not in known]
             if foreign:
-                raise StoreError(f"{where}: migrations {foreign} are not this release's, though their "
-                                 f"versions are; the store's history does not match this software")
+                raise StoreError(f"{where}: migrations {foreign} carry this release's version numbers but "
+                                 "are not its migrations; the store's history does not match this software")
             return version
         ours = [name for name in applied if _version_of(name) <= self.latest]
         if sorted(ours) != sorted(known):
