@@ -344,23 +344,18 @@ def test_processes_opening_the_store_at_once_migrate_it_once(store_010, tmp_path
 
 # -- bad files and full disks --------------------------------------------------------------------------
 
-def test_a_file_that_is_not_a_database_is_refused_and_kept(tmp_path):
+@pytest.mark.parametrize("damage", ["not a database", "a damaged store"])
+def test_an_unreadable_file_is_refused_and_kept(tmp_path, damage):
     path = tmp_path / "store.db"
-    path.write_bytes(b"this is not a SQLite database\n" * 500)
-    before = digest(path)
-    with pytest.raises(StoreError, match="is not a readable SQLite database"):
-        Store(path)
-    assert digest(path) == before
-
-
-def test_a_damaged_store_is_refused_and_kept(tmp_path):
-    path = tmp_path / "store.db"
-    store = Store(path)
-    store.append([event() for _ in range(50)])
-    store.close()
-    with open(path, "r+b") as damaged:  # the schema's page, after the 100-byte file header
-        damaged.seek(100)
-        damaged.write(b"\xa5" * 3000)
+    if damage == "not a database":
+        path.write_bytes(b"this is not a SQLite database\n" * 500)
+    else:
+        store = Store(path)
+        store.append([event() for _ in range(50)])
+        store.close()
+        with open(path, "r+b") as damaged:  # the schema's page, after the 100-byte file header
+            damaged.seek(100)
+            damaged.write(b"\xa5" * 3000)
     before = digest(path)
     with pytest.raises(StoreError, match="is not a readable SQLite database"):
         Store(path)
