@@ -26,6 +26,8 @@ from uuid import UUID
 
 from ovos_utils.log import LOG
 
+from device.files import write_atomic
+from device.stack.supervisor import RESTART_REQUEST
 from device.sync import commands, heartbeat
 from device.sync.desired import ConfigApplier, RestartError
 from device.sync.events import session_events
@@ -36,7 +38,6 @@ from device.voice.sessions import SESSION_ANNOUNCE, BusEvent, SessionBuilder, Vo
 from protocol import messages
 from protocol.topics import Channel
 
-RESTART_REQUEST = "voxfleet.services.restart"  # answered by device.stack.supervisor
 RESTART_TIMEOUT = 240.0
 MAX_PENDING_SESSIONS = 1000  # held in memory while the disk is full
 
@@ -275,11 +276,7 @@ class Agent:
                  "outbox_full": bool(self.pending),
                  "connected": bool(link and link.connected.is_set()),
                  "broker_url": link.config.broker_url if link else None}
-        target = self.data_dir / "run" / "sync.json"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, target)
+        write_atomic(self.data_dir / "run" / "sync.json", json.dumps(state))
 
     def _pairing_stamp(self) -> float | None:
         try:
