@@ -45,13 +45,16 @@ def docs_text() -> str:
 
 
 def _source_files() -> Iterator[Path]:
-    """Code and scripts, including extensionless ones with a shebang (scripts/demo, ansible files)."""
+    """Code and scripts, including extensionless ones with a shebang (scripts/demo, ansible files), and
+    the files at the top (pyproject.toml)."""
+    candidates = sorted(ROOT.glob("*"))
     for top in SOURCE_DIRS:
-        for path in sorted((ROOT / top).rglob("*")):
-            if not path.is_file() or SKIP_DIRS.intersection(path.relative_to(ROOT).parts):
-                continue
-            if path.suffix in SOURCE_SUFFIXES or (not path.suffix and path.read_bytes()[:2] == b"#!"):
-                yield path
+        candidates += sorted((ROOT / top).rglob("*"))
+    for path in candidates:
+        if not path.is_file() or SKIP_DIRS.intersection(path.relative_to(ROOT).parts):
+            continue
+        if path.suffix in SOURCE_SUFFIXES or (not path.suffix and path.read_bytes()[:2] == b"#!"):
+            yield path
 
 
 def variables_in_source() -> set[str]:
