@@ -2,7 +2,7 @@
 
 With nothing configured the cloud runs on its embedded defaults inside one data folder (a SQLite
 file, an embedded broker), so one command starts it on a laptop; a database URL and a broker URL
-move it to PostgreSQL and Mosquitto/EMQX without code changes (DESIGN.md, "Embedded default").
+move it to PostgreSQL and Mosquitto/EMQX without code changes (docs/design.md, "Embedded default").
 """
 
 from __future__ import annotations

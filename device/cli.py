@@ -190,10 +190,13 @@ def sync(data_dir, once, timeout) -> None:
 
     from device.paths import DevicePaths
     from device.sync.link import LinkError, MqttLink, drain, load_link_config
-    from device.sync.store import Store
+    from device.sync.store import Store, StoreError
 
     paths = DevicePaths.at(data_dir)
-    store = Store(paths.root / "store.db")
+    try:
+        store = Store(paths.root / "store.db")
+    except StoreError as exc:  # a store this release cannot use, or no room to open it
+        _fail(str(exc))
     try:
         link = MqttLink(load_link_config(paths.root / "cloud.json"))
         link.start(timeout=timeout)

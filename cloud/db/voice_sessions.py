@@ -1,7 +1,7 @@
 """Voice sessions as a device recorded them, and the raw events they were built from.
 
 An event is stored at most once: ``(device_id, event_id)`` is unique, so a redelivered MQTT
-message changes nothing (DESIGN.md, "The wire").
+message changes nothing (docs/design.md, "The wire").
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ def firmware_config_dir() -> Path:
 
 
 def _listener_sound(name: str) -> str:
-    # ovos-audio 1.2.0 lacks snd/start_listening.wav; the listener ships its own (DESIGN.md).
+    # ovos-audio 1.2.0 lacks snd/start_listening.wav; the listener ships its own (docs/design.md).
     import ovos_dinkum_listener
 
     return str(Path(ovos_dinkum_listener.__file__).parent / "res" / "snd" / name)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from device.files import write_atomic
 from device.paths import DevicePaths
 from device.settings import DeviceSettings, SettingsError, load_settings
 from device.stack.config import service_env, write_config
@@ -356,13 +357,11 @@ class Supervisor:
         return all(svc.state == "ready" for svc in self.services.values())
 
     def _write_health(self) -> None:
-        target = self.paths.run / "health.json"
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"updated": time.time(), "services": self.health()}))
-        os.replace(tmp, target)
+        write_atomic(self.paths.run / "health.json",
+                     json.dumps({"updated": time.time(), "services": self.health()}))
 
     def _write_pidfile(self) -> None:
-        (self.paths.run / "supervisor.json").write_text(json.dumps({
+        write_atomic(self.paths.run / "supervisor.json", json.dumps({
             "pid": os.getpid(), "bus_host": self.settings.bus_host, "bus_port": self.settings.bus_port,
         }))
         self._write_health()

@@ -19,6 +19,8 @@ import subprocess
 import threading
 from pathlib import Path
 
+from device.files import write_atomic
+
 DEFAULT_PERCENT = 0.7
 
 
@@ -33,6 +35,11 @@ def read_volume(data_dir: str | Path) -> tuple[float, bool]:
         return min(1.0, max(0.0, float(state["percent"]))), bool(state.get("muted", False))
     except (OSError, ValueError, KeyError, TypeError):
         return DEFAULT_PERCENT, False
+
+
+def write_volume(data_dir: str | Path, percent: float, muted: bool) -> None:
+    """Keep the level for the headless player, which reads it for every WAV (replaced whole)."""
+    write_atomic(volume_file(data_dir), json.dumps({"percent": round(percent, 3), "muted": muted}))
 
 
 class VolumeService:
@@ -59,11 +66,7 @@ class VolumeService:
                 self.percent = min(1.0, max(0.0, float(percent)))
             if muted is not None:
                 self.muted = muted
-            target = volume_file(self.data_dir)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"percent": round(self.percent, 3), "muted": self.muted}))
-            os.replace(tmp, target)
+            write_volume(self.data_dir, self.percent, self.muted)
             if self.use_alsa:
                 level = 0 if self.muted else round(self.percent * 100)
                 subprocess.run(["amixer", "-q", "sset", "Master", f"{level}%"], check=False,

@@ -32,7 +32,9 @@ from uuid import UUID
 
 from ovos_utils.log import LOG
 
+from device.files import write_atomic
 from device.settings import DeviceSettings, SettingsError, load_settings
+from device.stack.supervisor import RESTART_REQUEST
 from device.sync import capabilities, cloud_peer, commands, heartbeat
 from device.sync.desired import ConfigApplier, RestartError
 from device.sync.events import session_events
@@ -44,7 +46,6 @@ from protocol import messages
 from protocol.topics import Channel
 from protocol.versions import LEGACY, Peer
 
-RESTART_REQUEST = "voxfleet.services.restart"  # answered by device.stack.supervisor
 RESTART_TIMEOUT = 240.0
 MAX_PENDING_SESSIONS = 1000  # held in memory while the disk is full
 
@@ -306,11 +307,7 @@ class Agent:
                  "connected": bool(link and link.connected.is_set()),
                  "broker_url": link.config.broker_url if link else None,
                  "cloud_release": self.cloud.release, "unknown_fields": self.unknown_fields}
-        target = self.data_dir / "run" / "sync.json"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, target)
+        write_atomic(self.data_dir / "run" / "sync.json", json.dumps(state))
 
     def _pairing_stamp(self) -> float | None:
         try:

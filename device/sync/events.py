@@ -27,7 +27,7 @@ def _ts(t: float | None, fallback: float) -> str:
 
 
 def usage_units(session: VoiceSession) -> dict:
-    """What this exchange used: the meters billing counts (DESIGN.md, billing issue)."""
+    """What this exchange used: the meters billing counts (docs/billing.md)."""
     stt = 0.0
     if session.record_begin_at is not None and session.record_end_at is not None:
         stt = max(0.0, session.record_end_at - session.record_begin_at)

@@ -18,6 +18,11 @@ reserve file beside the database and gives that space up at the moment the disk 
 
 Commands from the cloud are recorded here too (``commands``): a command redelivered after a crash
 is recognised and never run twice, and its one result waits here until the broker acknowledged it.
+
+The schema is versioned (``device/sync/store_schema.py``): opening a store brings it up to this
+release's version, one migration at a time, keeping every row; a store from a newer release is used
+as it is when its changes are additive, and refused (``SchemaTooNew``) when they are not. A file that
+is not a SQLite database is refused (``StoreError``) and left where it is.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from pathlib import Path
 
 import sqlite_utils
 
+from device.sync.store_schema import SCHEMA, StoreError  # StoreError: raised from Store(), for callers
+
 DEFAULT_CAP_BYTES = 64 * 2**20
 RESERVE_BYTES = 2 * 2**20
 SQLITE_FULL = 13
@@ -44,7 +51,10 @@ class OutboxFull(RuntimeError):
 
 
 def _is_full(exc: sqlite3.Error) -> bool:
-    return getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL or "full" in str(exc).lower()
+    """No room on the disk: SQLITE_FULL, or the WAL's shared-memory file that cannot be made or grown
+    (SQLITE_IOERR_SHMSIZE, how a WAL store fails to open on a disk with no byte free)."""
+    return (getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL or "full" in str(exc).lower()
+            or getattr(exc, "sqlite_errorname", None) == "SQLITE_IOERR_SHMSIZE")
 
 
 def _locked(method):
@@ -100,11 +110,55 @@ class Store:
         self.reserve_bytes = reserve_bytes
         self._make_reserve()
         self._lock = threading.RLock()
-        conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
-                               check_same_thread=False)
+        try:
+            self._version = self._open()
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
+                raise  # locked, read-only, ...: SQLite's message says which
+            raise StoreError(f"{self.path}: no room on the disk to open the store ({exc}); nothing "
+                             "in it was changed or lost: free some space and start again") from exc
+        except sqlite3.DatabaseError as exc:  # not a database, or a damaged one
+            raise StoreError(f"{self.path} is not a readable SQLite database ({exc}); it was left as "
+                             "it is: move it aside (a new store is made in its place) or repair it "
+                             "with sqlite3's .recover") from exc
+
+    def _open(self) -> int:
+        """Connect and bring the store up to date; returns its schema version. On a full disk the
+        reserve is given up and the open tried once more: even opening a WAL store needs room (its
+        -shm file), and so do a migration and the byte recount."""
+        try:
+            return self._connect()
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc) or not self.reserve.exists():
+                raise
+        self.reserve.unlink(missing_ok=True)
+        version = self._connect()
+        self._checkpoint()
+        self._make_reserve()
+        return version
+
+    def _connect(self) -> int:
+        conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None, check_same_thread=False)
+        try:
+            self._configure(conn)
+            self.db = sqlite_utils.Database(conn)
+            version = SCHEMA.upgrade(self.db, where=str(self.path))
+            with self.db.conn:  # the running byte count, checked against the rows once per open
+                self._set_meta("outbox_bytes", self.db.execute(
+                    "SELECT coalesce(sum(bytes), 0) FROM outbox").fetchone()[0])
+            return version
+        except BaseException:
+            conn.close()
+            raise
+
+    @staticmethod
+    def _configure(conn: sqlite3.Connection) -> None:
         # Pages freed by an eviction go back to the file system (incremental_vacuum below), so the
-        # reserve can be claimed again; only takes effect on a new database, before any table.
-        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        # reserve can be claimed again. Set on a new database only, where alone it takes effect: on an
+        # existing one it rewrites the file's header, which fails on a full disk and alters a store
+        # that may only be read (one from a newer release).
+        if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         # A small WAL (checkpointed every 1 MiB, truncated back to 1 MiB): on a nearly full disk
@@ -112,29 +166,12 @@ class Store:
         conn.execute("PRAGMA wal_autocheckpoint=256")
         conn.execute("PRAGMA journal_size_limit=1048576")
         conn.execute("PRAGMA foreign_keys=ON")
-        self.db = sqlite_utils.Database(conn)
-        self._create()
-        with self.db.conn:  # the running byte count, checked against the rows once per open
-            self._set_meta("outbox_bytes", self.db.execute(
-                "SELECT coalesce(sum(bytes), 0) FROM outbox").fetchone()[0])
 
-    def _create(self) -> None:
-        db = self.db
-        if "outbox" not in db.table_names():
-            db["outbox"].create({"seq": int, "event_id": str, "type": str, "usage": int, "payload": str,
-                                 "bytes": int, "created": float}, pk="seq", not_null={"event_id", "payload"})
-            db["outbox"].create_index(["event_id"], unique=True)
-            db["outbox"].create_index(["usage", "seq"])
-        if "meta" not in db.table_names():
-            db["meta"].create({"key": str, "value": str}, pk="key")
-        if "sessions" not in db.table_names():
-            db["sessions"].create({"session_id": str, "started_at": float, "wake_word": str,
-                                   "transcript": str, "intent": str, "answer": str, "end_state": str,
-                                   "timings": str}, pk="session_id")
-            db["sessions"].create_index(["started_at"])
-        if "commands" not in db.table_names():
-            db["commands"].create({"command_id": str, "action": str, "state": str, "result": str,
-                                   "published": int, "received": float}, pk="command_id")
+    @_locked
+    def schema_version(self) -> int:
+        """The store's schema version (see device/sync/store_schema.py); newer than this release's
+        when a newer release upgraded it and this one was rolled back to."""
+        return self._version
 
     # -- counters ---------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 Wraps openwakeword 0.5.1 for two callers: the OVOS wake word plugin (streaming, inside the
 listener) and the setup page's wake word test (a recorded clip, scored offline). openwakeword's own
 ``Model.reset()`` clears only the prediction buffer; the audio feature buffers keep the wake phrase
-and fire it again ~170 ms later (DESIGN.md). ``reset()`` here flushes those too.
+and fire it again ~170 ms later (docs/design.md). ``reset()`` here flushes those too.
 """
 
 from __future__ import annotations

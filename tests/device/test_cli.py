@@ -79,3 +79,11 @@ def test_samples_writes_wavs_with_timing(tmp_path):
     assert len(wavs) >= 5
     meta = json.loads(wavs[0].with_suffix(".json").read_text())
     assert 0 < meta["wake_end"] < meta["speech_end"]
+
+
+def test_sync_refuses_a_store_it_cannot_use_clearly(tmp_path):
+    (tmp_path / "store.db").write_bytes(b"not a database\n" * 100)
+    out = run("device", "sync", "--data-dir", str(tmp_path), "--once")
+    assert out.returncode == 1
+    assert "store.db is not a readable SQLite database" in out.stderr and "Traceback" not in out.stderr
+    assert (tmp_path / "store.db").read_bytes() == b"not a database\n" * 100

@@ -3,7 +3,7 @@
 Stock padacioso starts a ``ProcessPoolExecutor`` for every utterance and every confidence pass
 (high, then medium, then low), so a plain "what time is it" pays for spawning worker processes
 two or three times: about 1 s of the 1.0-1.5 s between transcript and answer measured on a
-2-core box (DESIGN.md). Matching a few hundred simplematch patterns takes microseconds, so here it
+2-core box (docs/design.md). Matching a few hundred simplematch patterns takes microseconds, so here it
 runs in-process, and the result of one pass is reused by the next.
 
 It also answers ``mycroft.skills.train``: padacioso has no training step, and without an answer

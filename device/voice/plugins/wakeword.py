@@ -1,7 +1,7 @@
 """OVOS wake word plugin (``opm.wake_word``) around openwakeword 0.5.1 with bundled models.
 
 ``ovos-ww-plugin-openwakeword`` 0.4.6 imports ``openwakeword.utils.download_models``, which 0.5.1
-does not have, and would download models without explicit paths (DESIGN.md), so we carry our own.
+does not have, and would download models without explicit paths (docs/design.md), so we carry our own.
 Config block, under ``hotwords.<name>``::
 
     {"module": "voxfleet-ww-openwakeword", "model": "hey_jarvis", "threshold": 0.5,
