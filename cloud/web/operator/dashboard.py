@@ -33,6 +33,7 @@ def system() -> str:
     return render_template(
         "operator/system.html", database=q.check_database(scope),
         broker=q.check_broker(config, current_app.extensions.get("voxfleet.broker")),
-        workers=workers, ingest=q.ingest_summary(workers), devices=devices, paired=paired, stale=stale,
+        workers=workers, ingest=q.ingest_summary(workers), unknown_fields=q.unknown_fields(workers),
+        devices=devices, paired=paired, stale=stale,
         stale_only=stale_only, services=[label for label, _ in q.VOICE_SERVICES],
         stale_after=q.STALE_HEARTBEAT, worker_stale_after=q.STALE_WORKER)

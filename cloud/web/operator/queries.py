@@ -170,6 +170,16 @@ def ingest_summary(workers: list[WorkerView]) -> IngestSummary:
         rejected=sum(w.rejected_total for w in live))
 
 
+def unknown_fields(workers: list[WorkerView]) -> list[tuple[str, int]]:
+    """Fields devices sent that this release does not know (ignored, not refused), summed over the
+    workers, most frequent first: a device release newer than the cloud is out there."""
+    total: dict[str, int] = {}
+    for worker in workers:
+        for path, count in (worker.row.unknown_fields or {}).items():
+            total[path] = total.get(path, 0) + int(count)
+    return sorted(total.items(), key=lambda item: (-item[1], item[0]))
+
+
 # --- tenants ---------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -105,13 +105,13 @@ def _session(portal: Portal, made, device: Device, started_at, end_state: str | 
 
 
 def _worker(portal: Portal, worker_id: str, status: str, age: timedelta, received: int, lag: float | None,
-            rejected: dict | None = None) -> None:
+            rejected: dict | None = None, unknown_fields: dict | None = None) -> None:
     now = utcnow()
     with portal.sessions() as db:
         PlatformScope(db).add(IngestWorkerStats(
             worker_id=worker_id, host="h", pid=1, status=status,
             started_at=now - age - timedelta(seconds=100), updated_at=now - age, received=received,
-            rejected=rejected or {}, lag_s=lag))
+            rejected=rejected or {}, lag_s=lag, unknown_fields=unknown_fields))
         db.commit()
 
 
@@ -362,3 +362,14 @@ def test_system_page_flags_stale_devices_and_workers(portal):
     only_stale = portal.operator.get("/operator/system?show=stale").get_data(as_text=True)
     assert fresh.device_key not in only_stale and stale.device_key in only_stale
     assert "Database" in text and "answering" in text
+    assert "does not know" not in text  # no worker met a field it does not know
+
+
+def test_system_page_names_the_fields_newer_devices_send(portal):
+    _worker(portal, "w-a", "running", timedelta(seconds=1), received=10, lag=None,
+            unknown_fields={"heartbeat.gpu_percent": 120, "event_batch.events.*.emotion": 7})
+    _worker(portal, "w-b", "running", timedelta(seconds=1), received=10, lag=None,
+            unknown_fields={"heartbeat.gpu_percent": 30})
+    text = _text(portal.operator.get("/operator/system"))
+    assert "Fields devices sent that this cloud's release does not know" in text
+    assert text.index("heartbeat.gpu_percent × 150") < text.index("event_batch.events.*.emotion × 7")
