@@ -14,9 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.compat import install, probe
+from device.voice import samples
+from tests.e2e.compat import install, probe, scenario
+from tests.e2e.compat.cloud_side import running_cloud
+from tests.e2e.compat.device_side import Device
 from tests.e2e.compat.releases import PREVIOUS
 
+COMMAND = "What time is it?"
 PACKAGES = ("voxfleet", "device", "cloud", "protocol")
 
 
@@ -32,6 +36,11 @@ def previous(tmp_path_factory) -> install.Code:
 @pytest.fixture(scope="session")
 def current() -> install.Code:
     return install.current()
+
+
+@pytest.fixture
+def spoken(piper_voice, samples_dir) -> Path:
+    return samples.synthesize(piper_voice, COMMAND, samples_dir).path
 
 
 def _git(cwd: Path, *args: str) -> None:
@@ -80,3 +89,15 @@ def test_the_previous_release_finds_only_its_own_code(previous, current, tmp_pat
 
     here = probe.in_environment(current.env, tmp_path)
     assert not probe.foreign(here, current), probe.foreign(here, current)
+
+
+@pytest.mark.voice
+def test_previous_device_with_new_cloud(previous, current, spoken, tmp_path):
+    with running_cloud(current, tmp_path / "cloud") as cloud:
+        scenario.pair_and_sync(cloud, Device(previous, tmp_path / "device"), spoken, COMMAND)
+
+
+@pytest.mark.voice
+def test_new_device_with_previous_cloud(previous, current, spoken, tmp_path):
+    with running_cloud(previous, tmp_path / "cloud") as cloud:
+        scenario.pair_and_sync(cloud, Device(current, tmp_path / "device"), spoken, COMMAND)
