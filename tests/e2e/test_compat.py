@@ -85,7 +85,8 @@ def test_the_previous_release_finds_only_its_own_code(previous, current, tmp_pat
     # The first module of each branch only the current code has (its children cannot be reached without it).
     new_only = sorted(m for m in new - old if m.rpartition(".")[0] in old or "." not in m)
     reached = probe.in_environment(previous.env, tmp_path, tuple(new_only))["modules"]
-    assert not {m: p for m, p in reached.items() if p}, "the previous release's side reaches current code"
+    leaked = {module: path for module, path in reached.items() if path}
+    assert not leaked, f"the previous release's side imports current code: {leaked}"
 
     here = probe.in_environment(current.env, tmp_path)
     assert not probe.foreign(here, current), probe.foreign(here, current)
