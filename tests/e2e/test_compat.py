@@ -1,7 +1,7 @@
 """A fleet upgrades unevenly: the previous release's device with the current cloud, and the current
 device with the previous release's cloud.
 
-The previous release (tests/e2e/compat/releases.py) is checked out of this repository's git history
+The previous release (the newest one CHANGELOG.md names) is checked out of this repository's git history
 and installed on its own (tests/e2e/compat/install.py); every process of its side is asked which
 code it runs before it is trusted. Both directions run the same operator's checks
 (tests/e2e/compat/scenario.py) through the real voice stack, the real cloud and its API.
@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 
 from device.voice import samples
+from tests import releases
 from tests.e2e.compat import install, probe, scenario
 from tests.e2e.compat.cloud_side import running_cloud
 from tests.e2e.compat.device_side import Device
-from tests.e2e.compat.releases import PREVIOUS
+
+PREVIOUS = releases.previous()
 
 COMMAND = "What time is it?"
 PACKAGES = ("voxfleet", "device", "cloud", "protocol")
@@ -29,7 +31,7 @@ def previous(tmp_path_factory) -> install.Code:
     """The previous release, built once per test session under pytest's temporary folder."""
     try:
         return install.install(install.REPO, PREVIOUS, tmp_path_factory.mktemp(f"release-{PREVIOUS.version}"))
-    except install.ReleaseError as exc:
+    except releases.ReleaseError as exc:
         pytest.fail(str(exc), pytrace=False)
 
 
@@ -57,8 +59,8 @@ def test_a_clone_without_the_release_fails_saying_how_to_fetch_it(tmp_path):
         _git(upstream, "add", "file")
         _git(upstream, "commit", "-q", "-m", str(n))
     _git(tmp_path, "clone", "-q", "--depth", "1", f"file://{upstream}", str(clone))
-    with pytest.raises(install.ReleaseError) as refused:
-        install.require_commit(clone, PREVIOUS)
+    with pytest.raises(releases.ReleaseError) as refused:
+        releases.require_commit(clone, PREVIOUS)
     assert PREVIOUS.commit in str(refused.value) and "git fetch --unshallow" in str(refused.value)
 
 

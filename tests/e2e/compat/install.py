@@ -14,23 +14,17 @@ pinned ranges allow.
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import subprocess
 import sys
-import tarfile
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
-from tests.e2e.compat.releases import Release
+from tests.releases import Release, ReleaseError, checkout
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-class ReleaseError(RuntimeError):
-    """The previous release cannot be checked out or installed; the message says how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -62,38 +56,10 @@ def current() -> Code:
                 Path(device.__file__).resolve().parents[1], isolated=False)
 
 
-def _git(repo: Path, *args: str, text: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=text, timeout=120)
-
-
-def require_commit(repo: Path, release: Release) -> None:
-    """Raise ReleaseError, saying how to fetch it, unless ``release.commit`` is in ``repo``'s history."""
-    where = f"the previous release {release.version} (commit {release.commit}, tag {release.tag})"
-    if _git(repo, "rev-parse", "--is-inside-work-tree").returncode != 0:
-        raise ReleaseError(f"{repo} is not a git checkout: the compatibility tests check {where} out of "
-                           "git history; run them from a clone of the repository")
-    if _git(repo, "cat-file", "-e", f"{release.commit}^{{commit}}").returncode != 0:
-        shallow = _git(repo, "rev-parse", "--is-shallow-repository").stdout.strip() == "true"
-        how = ("this clone is shallow: fetch the history with `git fetch --unshallow --tags`" if shallow
-               else f"fetch it with `git fetch origin tag {release.tag}` "
-                    f"(or `git fetch origin {release.commit}`)")
-        raise ReleaseError(f"{where} is not in the history of {repo}; {how}, then rerun. "
-                           "tests/e2e/compat/releases.py names that release.")
-    tagged = _git(repo, "rev-parse", "--verify", "--quiet", f"refs/tags/{release.tag}^{{commit}}")
-    if tagged.returncode == 0 and tagged.stdout.strip() != release.commit:
-        raise ReleaseError(f"tag {release.tag} points to {tagged.stdout.strip()}, but "
-                           f"tests/e2e/compat/releases.py names {release.commit}: correct one of them")
-
-
 def install(repo: Path, release: Release, into: Path) -> Code:
     """Check ``release`` out of ``repo``'s history into ``into/source`` and install it in ``into/site``."""
-    require_commit(repo, release)
     source, site = into / "source", into / "site"
-    archive = _git(repo, "archive", "--format=tar", release.commit, text=False)
-    if archive.returncode != 0:
-        raise ReleaseError(f"git archive {release.commit} failed: {archive.stderr.decode()[-2000:]}")
-    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-        tar.extractall(source, filter="data")
+    checkout(release, source, repo=repo)
     projects = [source, *sorted(p.parent for p in (source / "skills").glob("*/pyproject.toml"))]
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
                           "--no-build-isolation", "--no-cache-dir", "--target", str(site),
