@@ -26,6 +26,7 @@ import signal
 import sqlite3
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
@@ -48,6 +49,14 @@ from protocol.versions import LEGACY, Peer
 
 RESTART_TIMEOUT = 240.0
 MAX_PENDING_SESSIONS = 1000  # held in memory while the disk is full
+
+
+@dataclass(frozen=True)
+class DesiredOrder:
+    """A desired config to apply, with the fields of it this release does not know (to name back)."""
+
+    desired: messages.DesiredConfig
+    ignored: list[str]
 
 
 def bus_timings(s: VoiceSession) -> dict[str, float | None]:
@@ -226,7 +235,7 @@ class Agent:
             prefix = "desired_config.config."
             ignored = sorted({path[len(prefix):].split(".")[0] for path in decoded.unknown
                               if path.startswith(prefix)})
-            self.work.put((message, ignored))
+            self.work.put(DesiredOrder(message, ignored))
         elif channel is Channel.COMMANDS and isinstance(message, messages.Command):
             command_id = str(message.command_id)
             seen = self.store.command_seen(command_id)
@@ -284,9 +293,8 @@ class Agent:
             except queue.Empty:
                 continue
             try:
-                if isinstance(message, tuple):
-                    desired, ignored = message
-                    ack = self.applier.apply(desired, ignored=ignored)
+                if isinstance(message, DesiredOrder):
+                    ack = self.applier.apply(message.desired, ignored=message.ignored)
                     if ack is not None:
                         with self.lock:
                             self.acks.append(ack)
@@ -294,7 +302,7 @@ class Agent:
                 else:
                     self._finish(commands.execute(self, message))
             except Exception:  # one bad order must not stop the next ones
-                LOG.exception(f"handling {getattr(message, 'kind', 'desired_config')} failed")
+                LOG.exception(f"handling {type(message).__name__} failed")
 
     # -- to the cloud ------------------------------------------------------------------------------
 
