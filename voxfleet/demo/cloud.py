@@ -40,7 +40,10 @@ class DemoCloud:
 
 
 def _free(preferred: int) -> int:
+    """``preferred`` if a server could listen there now, else a free port. SO_REUSEADDR as the servers
+    use it: connections the last cloud closed (TIME_WAIT) do not make its port look taken."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", preferred))
             return preferred

@@ -116,7 +116,7 @@ The portal: {url}/login
         click.echo(f"  The passwords are shown this once and kept in {typed(kept)} (readable by you only).")
 
 
-def _print_where(url: str, cloud_dir: Path, device_dir: Path, running: cloud.DemoCloud) -> None:
+def _print_where(url: str, cloud_dir: Path, device_dir: Path) -> None:
     key_file = typed(cloud_dir / signins.KEY_FILE)
     click.echo(f"""
 Where to look:
@@ -164,7 +164,7 @@ def demo(data_dir: Path, stop_only: bool) -> None:
         _print_portal(url, people, data_dir / signins.FILE, show=not people.shown)
         if not people.shown:
             signins.mark_shown(data_dir, people)
-        _print_where(url, cloud_dir, device_dir, running)
+        _print_where(url, cloud_dir, device_dir)
         if len(mine) < len(heard):
             raise click.ClickException("some sessions did not reach the cloud; see the logs above")
         finished = True
