@@ -1,9 +1,9 @@
 """Piper, from ovos-tts-plugin-piper, without the plugin's fetch of its voice list.
 
 ovos-tts-plugin-piper 0.2.5 downloads ``voices.json`` from Hugging Face when its ``voice_models``
-module is imported, and again on every voice lookup. A device never reaches a model hub (DESIGN.md:
-models are bundled, never downloaded at run time), so each try was a DNS lookup and an
-``ERROR - Failed to download .../voices.json`` in the log, after which the plugin used the list it
+module is imported, and again on every voice lookup. A device never reaches a model hub
+(docs/design.md, "Models": bundled, never downloaded at run time), so each try was a DNS lookup and
+an ``ERROR - Failed to download .../voices.json`` in the log, after which the plugin used the list it
 ships anyway. Our voices are packages (``device.models``) registered as local models, so nothing here
 needs the hub: before the plugin is imported, this module registers ``device.voice.piper_voices`` as
 its ``voice_models`` (the same names, the shipped list, no download).
