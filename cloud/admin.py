@@ -49,15 +49,12 @@ def _email_taken(platform: PlatformScope, email: str) -> bool:
 
 def create_operator(db: Session, email: str, password: str, actor: str = "cli") -> User:
     email = normalise_email(email)
-    try:
-        security.check_password_strength(password)
-    except security.WeakPassword as exc:
-        raise AdminError(str(exc)) from None
+    password_hash = _checked_password(password)
     platform = PlatformScope(db)
     if _email_taken(platform, email):
         raise AdminError(f"a user with email {email} already exists")
     user = platform.add(User(email=email, role="platform_admin", tenant_id=None,
-                             password_hash=security.hash_password(password)))
+                             password_hash=password_hash))
     platform.flush()
     audit(db, actor, "operator.create", target=f"user:{user.id}")
     platform.commit()
@@ -69,15 +66,27 @@ class NewTenant:
     tenant: Tenant
     project: Project
     owner: User
-    invite_token: str
+    invite_token: str | None  # None when the owner's password was set at creation
+
+
+def _checked_password(password: str) -> str:
+    try:
+        security.check_password_strength(password)
+    except security.WeakPassword as exc:
+        raise AdminError(str(exc)) from None
+    return security.hash_password(password)
 
 
 def create_tenant(db: Session, name: str, owner_email: str, secret_key: str, slug: str | None = None,
-                  actor: str = "cli") -> NewTenant:
+                  actor: str = "cli", owner_password: str | None = None) -> NewTenant:
+    """A tenant, its default project and its owner. The owner normally sets a password through the
+    invite link; ``owner_password`` sets it now instead (a scripted setup such as the demo, where
+    nobody can follow a link), and then no invite is made."""
     name = (name or "").strip()
     if not name or len(name) > 200:
         raise AdminError("tenant name must be 1-200 characters")
     owner_email = normalise_email(owner_email)
+    password_hash = _checked_password(owner_password) if owner_password is not None else None
     platform = PlatformScope(db)
     if slug is not None:
         if not SLUG.match(slug):
@@ -96,25 +105,36 @@ def create_tenant(db: Session, name: str, owner_email: str, secret_key: str, slu
     platform.flush()
     scope = TenantScope(db, tenant.id)
     project = scope.add(Project(name="Default", is_default=True))
-    owner = scope.add(User(email=owner_email, role="tenant_owner", password_hash=None))
+    owner = scope.add(User(email=owner_email, role="tenant_owner", password_hash=password_hash))
     scope.flush()
     audit(db, actor, "tenant.create", target=f"tenant:{tenant.id}", tenant_id=tenant.id,
-          slug=slug, owner=f"user:{owner.id}")
+          slug=slug, owner=f"user:{owner.id}", **({"owner_invite": False} if password_hash else {}))
     platform.commit()
+    if password_hash is not None:
+        return NewTenant(tenant, project, owner, None)
     token = security.invite_token(secret_key, str(owner.id), owner.password_hash)
     return NewTenant(tenant, project, owner, token)
 
 
 def find_tenant(db: Session, ref: str) -> Tenant:
-    """A tenant by slug or id: what an operator types."""
+    """A tenant by id, slug or name: what an operator types. Ids and slugs are unique; a name is taken
+    (ignoring case and surrounding spaces) only when exactly one tenant has it, and otherwise the
+    error lists the slugs to choose from."""
     platform = PlatformScope(db)
+    ref = (ref or "").strip()
     conditions = [Tenant.slug == ref]
     with contextlib.suppress(ValueError):
         conditions.append(Tenant.id == uuid.UUID(ref))
     tenant = platform.first(Tenant, or_(*conditions))
-    if tenant is None:
-        raise AdminError(f"no tenant {ref!r} (give its slug or id)")
-    return tenant
+    if tenant is not None:
+        return tenant
+    named = platform.all(Tenant, func.lower(Tenant.name) == ref.lower(), order_by=Tenant.slug) if ref else []
+    if len(named) == 1:
+        return named[0]
+    if named:
+        slugs = ", ".join(t.slug for t in named)
+        raise AdminError(f"{len(named)} tenants are named {ref!r}: give one of their slugs ({slugs})")
+    raise AdminError(f"no tenant {ref!r} (give its slug, id or name)")
 
 
 def create_api_key(db: Session, tenant_ref: str, scope_name: str, name: str = "",

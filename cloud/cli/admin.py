@@ -65,15 +65,27 @@ def create_operator(data_dir: Path | None, email: str, password_stdin: bool) -> 
 @click.argument("name")
 @click.option("--owner-email", required=True, help="The tenant owner's email; they get an invite link.")
 @click.option("--slug", help="Short name in URLs and commands (default: from NAME).")
-def create_tenant(data_dir: Path | None, name: str, owner_email: str, slug: str | None) -> None:
+@click.option("--password-stdin", is_flag=True,
+              help="Set the owner's password from the first line of stdin instead of making an invite link "
+                   "(for scripted setups, where nobody follows a link).")
+def create_tenant(data_dir: Path | None, name: str, owner_email: str, slug: str | None,
+                  password_stdin: bool) -> None:
     """Create a tenant with its default project and its owner, and print the owner's invite link."""
     from cloud import admin as ops
-    from cloud.security import INVITE_MAX_AGE_S
+    from cloud.security import INVITE_MAX_AGE_S, WeakPassword, check_password_strength
 
     config = cloud_config(data_dir)
+    password = None
+    if password_stdin:
+        password = _read_password(True)
+        try:
+            check_password_strength(password)
+        except WeakPassword as exc:
+            fail(f"{exc}; nothing was created")
     session = db_session(config)
     try:
-        made = ops.create_tenant(session, name, owner_email, config.secret_key.get_secret_value(), slug=slug)
+        made = ops.create_tenant(session, name, owner_email, config.secret_key.get_secret_value(), slug=slug,
+                                 owner_password=password)
     except ops.AdminError as exc:
         fail(str(exc))
     finally:
@@ -82,6 +94,9 @@ def create_tenant(data_dir: Path | None, name: str, owner_email: str, slug: str 
     click.echo(f"tenant:  {made.tenant.name} (slug {made.tenant.slug}, id {made.tenant.id})")
     click.echo(f"project: {made.project.name} (id {made.project.id})")
     click.echo(f"owner:   {made.owner.email}")
+    if made.invite_token is None:
+        info(f"The owner signs in at {config.base_url}/login with the password given.")
+        return
     click.echo(f"invite:  {config.base_url}/invite/{made.invite_token}")
     info(f"Send the invite link to the owner: it sets their password, works once, "
           f"and expires in {days} days.")
@@ -89,7 +104,7 @@ def create_tenant(data_dir: Path | None, name: str, owner_email: str, slug: str 
 
 @admin.command("create-api-key")
 @data_dir_option
-@click.option("--tenant", "tenant_ref", required=True, help="Tenant slug or id.")
+@click.option("--tenant", "tenant_ref", required=True, help="Tenant slug, id or name.")
 @click.option("--scope", type=click.Choice(["read", "write"]), required=True,
               help="read: GET only; write: everything the API offers the tenant.")
 @click.option("--name", default="", help="A label to tell keys apart.")
@@ -142,7 +157,8 @@ def _tenant_state(data_dir: Path | None, tenant_ref: str, suspend: bool, reason:
 @click.argument("tenant_ref")
 @click.option("--reason", default="", help="Recorded in the audit log.")
 def suspend_tenant_cmd(data_dir: Path | None, tenant_ref: str, reason: str) -> None:
-    """Suspend a tenant: its devices are disconnected, its keys and people refused (audited)."""
+    """Suspend a tenant (TENANT_REF: its slug, id or name): its devices are disconnected, its keys and
+    people refused (audited)."""
     _tenant_state(data_dir, tenant_ref, True, reason)
 
 
@@ -150,5 +166,6 @@ def suspend_tenant_cmd(data_dir: Path | None, tenant_ref: str, reason: str) -> N
 @data_dir_option
 @click.argument("tenant_ref")
 def reactivate_tenant_cmd(data_dir: Path | None, tenant_ref: str) -> None:
-    """Reactivate a suspended tenant: its devices may connect again without re-pairing."""
+    """Reactivate a suspended tenant (TENANT_REF: its slug, id or name): its devices may connect again
+    without re-pairing."""
     _tenant_state(data_dir, tenant_ref, False)

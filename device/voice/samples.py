@@ -112,8 +112,9 @@ class PiperVoice(Voice):
 
     def __init__(self, voice: str = models.DEFAULT_TTS_VOICE, deterministic: bool = True) -> None:
         import onnxruntime
-        from ovos_tts_plugin_piper.piper import PiperConfig
-        from ovos_tts_plugin_piper.piper import PiperVoice as _Piper
+
+        from device.voice.piper import PiperConfig
+        from device.voice.piper import PiperVoice as _Piper
 
         files = models.tts_voice(voice)
         config = json.loads(files.config.read_text(encoding="utf-8"))

@@ -216,7 +216,8 @@ def _piper(voice: str) -> tuple[object, int]:
     global _tts_voice
     if _tts_voice is None or _tts_voice[0] != voice:
         import onnxruntime
-        from ovos_tts_plugin_piper.piper import PiperConfig, PiperVoice
+
+        from device.voice.piper import PiperConfig, PiperVoice
 
         files = models.tts_voice(voice)
         config = json.loads(files.config.read_text(encoding="utf-8"))

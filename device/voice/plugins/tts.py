@@ -18,8 +18,9 @@ import tempfile
 import time
 
 import quebra_frases
-from ovos_tts_plugin_piper import PiperTTSPlugin
 from ovos_utils.log import LOG
+
+from device.voice.piper import PiperTTSPlugin
 
 _CLAUSE_BREAK = re.compile(r"(?<=[,;:])\s+")
 

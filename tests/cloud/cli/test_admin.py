@@ -185,3 +185,82 @@ def test_the_voxfleet_command_sets_up_a_cloud_from_scratch(tmp_path):
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM api_keys")).scalar_one() == 1
     engine.dispose()
+
+
+def test_a_tenant_is_found_by_its_name_as_well_as_its_slug_or_id(cli, database):
+    made = cli("admin", "create-tenant", "Acme", "--owner-email", "owner@acme.example")
+    assert made.exit_code == 0, made.stderr
+    with database.sessions() as db:
+        tenant = PlatformScope(db).first(Tenant, Tenant.slug == "acme")
+        tenant_id = str(tenant.id)
+    for ref in ("Acme", " acme ", "ACME", "acme", tenant_id):
+        result = cli("admin", "create-api-key", "--tenant", ref, "--scope", "read", "--name", ref)
+        assert result.exit_code == 0, (ref, result.stderr)
+        assert result.stdout.strip().startswith("vfk_")
+    with database.sessions() as db:
+        keys = PlatformScope(db).all(ApiKey)
+        assert len(keys) == 5 and {k.tenant_id for k in keys} == {tenant.id}
+    suspended = cli("admin", "suspend-tenant", "Acme", "--reason", "test")
+    assert suspended.exit_code == 0, suspended.stderr
+    with database.sessions() as db:
+        assert PlatformScope(db).first(Tenant, Tenant.slug == "acme").status == "suspended"
+
+
+def test_a_name_two_tenants_share_is_refused_with_their_slugs(cli, database):
+    for email in ("one@acme.example", "two@acme.example"):
+        assert cli("admin", "create-tenant", "Acme", "--owner-email", email).exit_code == 0
+    result = cli("admin", "create-api-key", "--tenant", "Acme", "--scope", "read")
+    assert result.exit_code == 1
+    assert "2 tenants are named 'Acme': give one of their slugs (acme, acme-2)" in result.stderr
+    assert result.stdout == ""
+    with database.sessions() as db:
+        assert PlatformScope(db).all(ApiKey) == []
+    by_slug = cli("admin", "create-api-key", "--tenant", "acme-2", "--scope", "read")
+    assert by_slug.exit_code == 0, by_slug.stderr
+
+
+def test_a_slug_wins_over_another_tenants_name(cli, database):
+    """Slugs are unique, names are not: a tenant named like another's slug does not shadow it."""
+    assert cli("admin", "create-tenant", "Kitchen", "--owner-email", "a@kitchen.example").exit_code == 0
+    assert cli("admin", "create-tenant", "kitchen", "--slug", "other",
+               "--owner-email", "b@kitchen.example").exit_code == 0
+    result = cli("admin", "create-api-key", "--tenant", "kitchen", "--scope", "read")
+    assert result.exit_code == 0, result.stderr
+    with database.sessions() as db:
+        platform = PlatformScope(db)
+        assert platform.first(ApiKey).tenant_id == platform.first(Tenant, Tenant.slug == "kitchen").id
+
+
+def test_create_tenant_with_the_owner_password_on_stdin_makes_no_invite(cli, database):
+    made = cli("admin", "create-tenant", "Acme", "--owner-email", "owner@acme.example", "--password-stdin",
+               input=GOOD_PASSWORD + "\n")
+    assert made.exit_code == 0, made.stderr
+    assert "/invite/" not in made.output and GOOD_PASSWORD not in made.output
+    assert "owner:   owner@acme.example" in made.stdout
+    assert "/login with the password given" in made.stderr
+    with database.sessions() as db:
+        owner = PlatformScope(db).first(User)
+        assert owner.role == "tenant_owner" and verify_password(owner.password_hash, GOOD_PASSWORD)
+        entry = PlatformScope(db).first(AuditEntry, AuditEntry.action == "tenant.create")
+        assert entry.details["owner_invite"] is False
+    assert GOOD_PASSWORD not in _every_stored_value(database)
+
+
+@pytest.mark.parametrize("stdin,expected", [("short\n", "password too short"), ("", "password too short"),
+                                            ("aaaaaaaaaaaaaaaa\n", "password too simple")])
+def test_create_tenant_refuses_a_weak_owner_password_and_creates_nothing(cli, database, stdin, expected):
+    result = cli("admin", "create-tenant", "Acme", "--owner-email", "owner@acme.example", "--password-stdin",
+                 input=stdin)
+    assert result.exit_code == 1
+    assert expected in result.stderr and "nothing was created" in result.stderr
+    with database.sessions() as db:
+        assert PlatformScope(db).all(Tenant) == [] and PlatformScope(db).all(User) == []
+
+
+def test_create_tenant_refuses_a_weak_owner_password_through_the_function(database):
+    from cloud import admin
+
+    with database.sessions() as db, pytest.raises(admin.AdminError, match="password too short"):
+        admin.create_tenant(db, "Acme", "owner@acme.example", "k" * 32, owner_password="short")
+    with database.sessions() as db:
+        assert PlatformScope(db).all(Tenant) == []
