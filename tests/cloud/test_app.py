@@ -7,6 +7,7 @@ import pytest
 from cloud.app import create_app
 from cloud.config import load_config
 from cloud.errors import CODES
+from protocol import versions
 
 
 @pytest.fixture
@@ -28,9 +29,11 @@ def client(database, tmp_path):
 
 
 def test_health_checks_the_database(client):
+    """And names the cloud's release and wire versions: what devices ask before they write to it."""
     response = client.get("/api/v1/health")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "database": "ok"}
+    assert response.get_json() == {"status": "ok", "database": "ok", "release": versions.release(),
+                                   "protocol": {"writes": versions.VERSION, "reads": sorted(versions.READS)}}
 
 
 def test_health_reports_an_unreachable_database(tmp_path):
