@@ -9,8 +9,13 @@ A 2xx answer marks it delivered; anything else (or no answer within 10 s) is ret
 2 min, 10 min, 1 h, 6 h, 12 h, then given up as failed. Redirects are not followed.
 
 Claiming: a worker takes a due delivery by moving its ``next_attempt_at`` forward with a conditional
-UPDATE before sending, so several workers (gunicorn processes, ``serve`` threads) never send the same
-attempt twice and a worker that dies mid-send leaves the delivery to be retried after the lease.
+UPDATE before sending, so several workers (``voxfleet cloud webhooks run`` processes, ``serve``
+threads) never send the same attempt twice and a worker that dies mid-send leaves the delivery to be
+retried after the lease. The lease runs from the moment of the claim, not from the start of the pass:
+a pass that spends minutes on slow receivers must not claim its last deliveries with a lease that has
+already run out, which would let another worker send them at the same time.
+
+Stopping: a worker asked to stop finishes the attempt in hand, records it, and claims nothing more.
 
 SSRF: a webhook URL is a request our server makes on a tenant's behalf. Unless private addresses are
 allowed (``allow_private``; tests and single-machine set-ups need 127.0.0.1), every address the host
@@ -206,17 +211,25 @@ def record(scope: Any, delivery: WebhookDelivery, attempt: Attempt, *,
 
 
 def _claim(platform: PlatformScope, delivery: WebhookDelivery, now: datetime) -> bool:
+    """Take ``delivery`` for one attempt if no other worker has since it was read (compare-and-set on
+    ``next_attempt_at``); the lease starts now, or at the pass's ``now`` when that is later."""
+    leased_until = max(now, utcnow()) + LEASE
     won = platform.execute(update(WebhookDelivery).where(
         WebhookDelivery.id == delivery.id, WebhookDelivery.status == "pending",
         WebhookDelivery.next_attempt_at == delivery.next_attempt_at,
-    ).values(next_attempt_at=now + LEASE).execution_options(synchronize_session=False)).rowcount
+    ).values(next_attempt_at=leased_until).execution_options(synchronize_session=False)).rowcount
     platform.commit()
     return won == 1
 
 
 def deliver_due(sessions: Callable[[], Any], *, allow_private: bool, now: datetime | None = None,
-                limit: int = BATCH, timeout: float = TIMEOUT_S) -> int:
-    """Send every due delivery (up to ``limit``); returns how many attempts were made."""
+                limit: int = BATCH, timeout: float = TIMEOUT_S,
+                stopping: Callable[[], bool] | None = None) -> int:
+    """Send every due delivery (up to ``limit``); returns how many attempts were made.
+
+    ``stopping`` is asked before each claim: once it answers true the pass ends after the attempt in
+    hand, so a worker told to stop does not work through the rest of a batch first.
+    """
     made = 0
     with sessions() as db:
         platform = PlatformScope(db)
@@ -227,6 +240,8 @@ def deliver_due(sessions: Callable[[], Any], *, allow_private: bool, now: dateti
                    Webhook.active.is_(True))
             .order_by(WebhookDelivery.next_attempt_at).limit(limit)).all()
         for delivery, hook in due:
+            if stopping is not None and stopping():
+                break
             if not _claim(platform, delivery, now):
                 continue  # another worker took it
             attempt = send(hook, delivery, allow_private=allow_private, timeout=timeout)
@@ -250,7 +265,8 @@ class DeliveryWorker:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                while (deliver_due(self.sessions, allow_private=self.allow_private)
+                while (deliver_due(self.sessions, allow_private=self.allow_private,
+                                   stopping=self._stop.is_set)
                        and not self._stop.is_set()):
                     pass
             except Exception:  # a database hiccup must not end deliveries for good
@@ -265,15 +281,21 @@ class DeliveryWorker:
     def wake(self) -> None:
         self._wake.set()
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def request_stop(self) -> None:
+        """Claim nothing more; the attempt in hand is still finished and recorded."""
         self._stop.set()
         self._wake.set()
+
+    def stop(self, timeout: float | None = 15.0) -> None:
+        """``request_stop``, then wait for the thread (``timeout`` None: however long the attempt takes)."""
+        self.request_stop()
         self.thread.join(timeout)
 
 
 def start_delivery_thread(config: CloudConfig, *, allow_private: bool | None = None,
                           interval: float = 2.0) -> DeliveryWorker:
-    """The worker ``voxfleet cloud serve`` runs: its own engine (the app's role, so RLS applies)."""
+    """The worker ``voxfleet cloud serve`` and ``voxfleet cloud webhooks run`` run: its own engine (the
+    app's role, so RLS applies)."""
     from cloud.db.session import make_engine
     from cloud.scoping import session_factory
 
