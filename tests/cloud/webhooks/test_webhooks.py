@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from sqlalchemy import update
@@ -192,3 +193,36 @@ def test_a_claim_is_leased_from_the_moment_it_is_made(api: Api, receiver: Receiv
     assert receiver.keys() == [str(key)]
     [row] = api.rows(WebhookDelivery)
     assert (row.status, row.attempts, row.response_code) == ("delivered", 1, 200)
+
+
+def test_an_answer_trickled_past_the_attempt_time_is_cut_off() -> None:
+    """A receiver that sends its answer a line at a time, each well within the read timeout, must not
+    hold a worker beyond the attempt's bound (nor past its claim's lease): the attempt ends unanswered,
+    to be retried, instead of taking the 200 that comes at the end."""
+
+    class Trickle(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            try:
+                self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                for n in range(60):
+                    self.wfile.write(f"X-Slow-{n}: yes\r\n".encode())
+                    self.wfile.flush()
+                    time.sleep(0.1)
+                self.wfile.write(b"Content-Length: 2\r\n\r\nok")
+            except OSError:
+                pass  # the worker hung up, as it should
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        attempt = deliver.post(f"http://127.0.0.1:{server.server_address[1]}/slow", b"{}", {},
+                               allow_private=True, timeout=5.0, within=1.0)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (attempt.status, attempt.ok, attempt.error) == (None, False, "no complete answer within 1 s")
