@@ -615,8 +615,8 @@ def test_plain_http_redirects_to_https(cloud_behind_nginx: Rendered):
 
 def test_the_webhooks_unit_delivers_a_queued_webhook_and_stops_on_sigterm(rendered: Rendered,
                                                                          receiver: Receiver, tmp_path: Path):
-    """The webhook unit's own command line and environment file (on SQLite, as above) send what the web
-    app queued to a real receiver, and SIGTERM stops it cleanly. Without this unit a provisioned cloud
+    """The webhook unit's own command line and environment file (on SQLite, as above) send a queued
+    delivery to a real receiver, and SIGTERM stops it cleanly. Without this unit a provisioned cloud
     queued webhooks and never sent them."""
     from cloud import admin
     from cloud.db import Webhook, WebhookDelivery
