@@ -8,7 +8,9 @@ With ``broker_url`` set (Mosquitto/EMQX), ingest runs as its own processes (``vo
 --workers N``) and serve runs only the web app, webhook deliveries and billing; with PostgreSQL,
 migrations are an explicit step (``voxfleet cloud db upgrade``)
 so that several web workers never race to migrate. Production serves the same app with gunicorn:
-``gunicorn 'cloud.wsgi:app'`` (see cloud/wsgi.py).
+``gunicorn 'cloud.wsgi:app'`` (see cloud/wsgi.py), and sends webhooks with ``voxfleet cloud webhooks
+run``, the same worker as serve's thread in a process of its own. serve keeps its thread even then:
+deliveries are claimed before they are sent, so the two never send one twice.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from cloud.cli.admin import admin
 from cloud.cli.billing import billing
 from cloud.cli.db import db
 from cloud.cli.serve import ingest, serve
+from cloud.cli.webhooks import webhooks
 
 
 @click.group()
@@ -21,5 +22,5 @@ def cloud() -> None:
     """The VoxFleet cloud: database, accounts, API."""
 
 
-for _command in (db, admin, serve, ingest, billing):
+for _command in (db, admin, serve, ingest, billing, webhooks):
     cloud.add_command(_command)

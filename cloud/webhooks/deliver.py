@@ -5,12 +5,19 @@ Each attempt POSTs the delivery's JSON body with
     X-VoxFleet-Delivery    the delivery key (stable across retries: receivers drop duplicates by it)
     X-VoxFleet-Timestamp   Unix seconds of this attempt
     X-VoxFleet-Signature   sha256=<hex HMAC-SHA256 of "{timestamp}.{body}" with the webhook's secret>
-A 2xx answer marks it delivered; anything else (or no answer within 10 s) is retried after 30 s,
-2 min, 10 min, 1 h, 6 h, 12 h, then given up as failed. Redirects are not followed.
+A 2xx answer marks it delivered; anything else (or no answer within 10 s, or no complete answer
+within 30 s in all) is retried after 30 s, 2 min, 10 min, 1 h, 6 h, 12 h, then given up as failed.
+Redirects are not followed. The 30 s bound holds however the receiver trickles its answer, so one slow
+endpoint cannot hold a worker for long, and an attempt always ends within its claim's lease.
 
 Claiming: a worker takes a due delivery by moving its ``next_attempt_at`` forward with a conditional
-UPDATE before sending, so several workers (gunicorn processes, ``serve`` threads) never send the same
-attempt twice and a worker that dies mid-send leaves the delivery to be retried after the lease.
+UPDATE before sending, so several workers (``voxfleet cloud webhooks run`` processes, ``serve``
+threads) never send the same attempt twice and a worker that dies mid-send leaves the delivery to be
+retried after the lease. The lease runs from the moment of the claim, not from the start of the pass:
+a pass that spends minutes on slow receivers must not claim its last deliveries with a lease that has
+already run out, which would let another worker send them at the same time.
+
+Stopping: a worker asked to stop finishes the attempt in hand, records it, and claims nothing more.
 
 SSRF: a webhook URL is a request our server makes on a tenant's behalf. Unless private addresses are
 allowed (``allow_private``; tests and single-machine set-ups need 127.0.0.1), every address the host
@@ -20,6 +27,7 @@ DNS lookup for a rebinding trick to exploit). Production keeps them refused.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -45,10 +53,11 @@ from cloud.scoping import PlatformScope
 
 log = logging.getLogger(__name__)
 
-TIMEOUT_S = 10.0
+TIMEOUT_S = 10.0                    # each connect and each read
+ATTEMPT_S = 30.0                    # one attempt in all, every address of the host together
 BACKOFF_S = (30, 120, 600, 3600, 6 * 3600, 12 * 3600)
 MAX_ATTEMPTS = len(BACKOFF_S) + 1
-LEASE = timedelta(seconds=60)       # longer than one attempt can take
+LEASE = timedelta(seconds=60)       # longer than one attempt can take (ATTEMPT_S)
 EXCERPT_CHARS = 1000
 USER_AGENT = "VoxFleet-Webhooks/1"
 BATCH = 50
@@ -144,9 +153,22 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
 
 
+def _cut(conn: http.client.HTTPConnection, cut: threading.Event) -> None:
+    """End a connection that ran past its attempt's time: a blocked read returns at once."""
+    cut.set()
+    sock = conn.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's, under any TLS layer
+
+
 def post(url: str, body: bytes, headers: dict[str, str], *, allow_private: bool,
-         timeout: float = TIMEOUT_S) -> Attempt:
-    """One POST, with the stdlib's http.client (no extra dependency): never raises for network trouble."""
+         timeout: float = TIMEOUT_S, within: float = ATTEMPT_S) -> Attempt:
+    """One POST, with the stdlib's http.client (no extra dependency): never raises for network trouble.
+
+    ``timeout`` bounds each connect and read; ``within`` the whole attempt, which a receiver sending
+    its answer a byte at a time would otherwise stretch without end.
+    """
     try:
         addresses = check_url(url, allow_private=allow_private, resolve=True)
     except UnsafeUrl as exc:
@@ -155,19 +177,32 @@ def post(url: str, body: bytes, headers: dict[str, str], *, allow_private: bool,
     port = parts.port or (443 if parts.scheme == "https" else 80)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     kind = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
+    deadline = time.monotonic() + within
     error = "no address"
     for address in addresses:
-        conn = kind(address, parts.hostname or "", port, timeout)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            error = f"no complete answer within {within:g} s"
+            break
+        conn = kind(address, parts.hostname or "", port, min(timeout, left))
+        cut = threading.Event()
+        cutoff = threading.Timer(left, _cut, (conn, cut))
+        cutoff.daemon = True
+        cutoff.start()
         try:
             conn.request("POST", path, body=body, headers={**headers, "Content-Type": "application/json",
                                                            "User-Agent": USER_AGENT})
             response = conn.getresponse()
             excerpt = response.read(EXCERPT_CHARS * 4).decode("utf-8", "replace")[:EXCERPT_CHARS]
-            return Attempt(response.status, excerpt, None)
+            if not cut.is_set():
+                return Attempt(response.status, excerpt, None)
         except (OSError, http.client.HTTPException) as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
         finally:
+            cutoff.cancel()
             conn.close()
+        if cut.is_set():
+            error = f"no complete answer within {within:g} s"
     return Attempt(None, None, error)
 
 
@@ -206,17 +241,25 @@ def record(scope: Any, delivery: WebhookDelivery, attempt: Attempt, *,
 
 
 def _claim(platform: PlatformScope, delivery: WebhookDelivery, now: datetime) -> bool:
+    """Take ``delivery`` for one attempt if no other worker has since it was read (compare-and-set on
+    ``next_attempt_at``); the lease starts now, or at the pass's ``now`` when that is later."""
+    leased_until = max(now, utcnow()) + LEASE
     won = platform.execute(update(WebhookDelivery).where(
         WebhookDelivery.id == delivery.id, WebhookDelivery.status == "pending",
         WebhookDelivery.next_attempt_at == delivery.next_attempt_at,
-    ).values(next_attempt_at=now + LEASE).execution_options(synchronize_session=False)).rowcount
+    ).values(next_attempt_at=leased_until).execution_options(synchronize_session=False)).rowcount
     platform.commit()
     return won == 1
 
 
 def deliver_due(sessions: Callable[[], Any], *, allow_private: bool, now: datetime | None = None,
-                limit: int = BATCH, timeout: float = TIMEOUT_S) -> int:
-    """Send every due delivery (up to ``limit``); returns how many attempts were made."""
+                limit: int = BATCH, timeout: float = TIMEOUT_S,
+                stopping: Callable[[], bool] | None = None) -> int:
+    """Send every due delivery (up to ``limit``); returns how many attempts were made.
+
+    ``stopping`` is asked before each claim: once it answers true the pass ends after the attempt in
+    hand, so a worker told to stop does not work through the rest of a batch first.
+    """
     made = 0
     with sessions() as db:
         platform = PlatformScope(db)
@@ -227,6 +270,8 @@ def deliver_due(sessions: Callable[[], Any], *, allow_private: bool, now: dateti
                    Webhook.active.is_(True))
             .order_by(WebhookDelivery.next_attempt_at).limit(limit)).all()
         for delivery, hook in due:
+            if stopping is not None and stopping():
+                break
             if not _claim(platform, delivery, now):
                 continue  # another worker took it
             attempt = send(hook, delivery, allow_private=allow_private, timeout=timeout)
@@ -250,7 +295,8 @@ class DeliveryWorker:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                while (deliver_due(self.sessions, allow_private=self.allow_private)
+                while (deliver_due(self.sessions, allow_private=self.allow_private,
+                                   stopping=self._stop.is_set)
                        and not self._stop.is_set()):
                     pass
             except Exception:  # a database hiccup must not end deliveries for good
@@ -265,15 +311,21 @@ class DeliveryWorker:
     def wake(self) -> None:
         self._wake.set()
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def request_stop(self) -> None:
+        """Claim nothing more; the attempt in hand is still finished and recorded."""
         self._stop.set()
         self._wake.set()
+
+    def stop(self, timeout: float | None = 15.0) -> None:
+        """``request_stop``, then wait for the thread (``timeout`` None: however long the attempt takes)."""
+        self.request_stop()
         self.thread.join(timeout)
 
 
 def start_delivery_thread(config: CloudConfig, *, allow_private: bool | None = None,
                           interval: float = 2.0) -> DeliveryWorker:
-    """The worker ``voxfleet cloud serve`` runs: its own engine (the app's role, so RLS applies)."""
+    """The worker ``voxfleet cloud serve`` and ``voxfleet cloud webhooks run`` run: its own engine (the
+    app's role, so RLS applies)."""
     from cloud.db.session import make_engine
     from cloud.scoping import session_factory
 

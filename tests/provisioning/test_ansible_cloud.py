@@ -4,6 +4,8 @@
 and state tasks against this machine, with every path pointed into a temporary folder: the same
 Jinja, filters and variables a server gets, no hand-written rendering. Then:
 - the systemd units pass `systemd-analyze verify`;
+- the webhook unit's command line, with the rendered environment file, sends a queued webhook to a
+  real receiver and stops cleanly on SIGTERM;
 - the rendered mosquitto.conf starts a real Mosquitto; a device account made through Dynamic
   Security (cloud/broker/dynsec.py, as the cloud does at pairing) connects, a wrong password does
   not, and the TLS listener serves a client that trusts the test CA and only such a client;
@@ -20,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import stat
@@ -44,6 +47,7 @@ from cryptography.x509.oid import NameOID
 from cloud.broker.acl import device_client_id
 from cloud.broker.dynsec import DynsecAdmin
 from cloud.config import load_config
+from tests.cloud.webhooks.receiver import Receiver, queue_event, receiver_fixture  # noqa: F401
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -282,12 +286,17 @@ def test_env_file_is_root_only_and_the_cloud_accepts_it(rendered: Rendered):
 
 def test_units_are_written_one_per_service(rendered: Rendered):
     units = sorted(p.name for p in rendered.path("cloud_app_unit_dir").iterdir())
-    assert units == ["voxfleet-billing.service", "voxfleet-ingest@.service", "voxfleet-web.service"]
+    assert units == ["voxfleet-billing.service", "voxfleet-ingest@.service", "voxfleet-web.service",
+                     "voxfleet-webhooks.service"]
     web = (rendered.path("cloud_app_unit_dir") / "voxfleet-web.service").read_text()
     assert f"--bind 127.0.0.1:{rendered.variables['cloud_app_web_port']}" in web
     assert "cloud.wsgi:app" in web and f"EnvironmentFile={rendered.variables['cloud_app_env_file']}" in web
     ingest = (rendered.path("cloud_app_unit_dir") / "voxfleet-ingest@.service").read_text()
     assert "cloud ingest --workers 1 --name %H-%i" in ingest
+    webhooks = (rendered.path("cloud_app_unit_dir") / "voxfleet-webhooks.service").read_text()
+    assert exec_start(rendered.path("cloud_app_unit_dir") / "voxfleet-webhooks.service") == [
+        f"{rendered.variables['cloud_app_venv']}/bin/voxfleet", "cloud", "webhooks", "run"]
+    assert f"EnvironmentFile={rendered.variables['cloud_app_env_file']}" in webhooks
 
 
 def systemd_analyze_usable() -> str | None:
@@ -300,7 +309,8 @@ def systemd_analyze_usable() -> str | None:
     return None
 
 
-UNITS = ["voxfleet-web.service", "voxfleet-ingest@.service", "voxfleet-billing.service"]
+UNITS = ["voxfleet-web.service", "voxfleet-ingest@.service", "voxfleet-billing.service",
+         "voxfleet-webhooks.service"]
 
 
 @pytest.mark.parametrize("unit", UNITS)
@@ -599,6 +609,60 @@ def test_plain_http_redirects_to_https(cloud_behind_nginx: Rendered):
         opener.open(f"http://localhost:{http_port}/api/v1/health?x=1", timeout=30)
     assert caught.value.code == 301
     assert caught.value.headers["Location"] == f"https://localhost:{https_port}/api/v1/health?x=1"
+
+
+# --- webhook deliveries ------------------------------------------------------------------------------
+
+def test_the_webhooks_unit_delivers_a_queued_webhook_and_stops_on_sigterm(rendered: Rendered,
+                                                                         receiver: Receiver, tmp_path: Path):
+    """The webhook unit's own command line and environment file (on SQLite, as above) send a queued
+    delivery to a real receiver, and SIGTERM stops it cleanly. Without this unit a provisioned cloud
+    queued webhooks and never sent them."""
+    from cloud import admin
+    from cloud.db import Webhook, WebhookDelivery
+    from cloud.db.session import make_engine
+    from cloud.scoping import PlatformScope, TenantScope, session_factory
+
+    database_url = f"sqlite:///{tmp_path / 'cloud.db'}"
+    # The receiver is on 127.0.0.1, which the rendered environment rightly refuses: allowed for this test.
+    environ = {**os.environ, **read_env_file(rendered.path("cloud_app_env_file")),
+               "VOXFLEET_DATABASE_URL": database_url, "VOXFLEET_WEBHOOKS_ALLOW_PRIVATE": "true"}
+    migrated = subprocess.run([str(BIN / "voxfleet"), "cloud", "db", "upgrade"], env=environ,
+                              capture_output=True, text=True, timeout=300)
+    assert migrated.returncode == 0, migrated.stderr
+    engine = make_engine(database_url)
+    sessions = session_factory(engine)
+    with sessions() as db:
+        tenant = admin.create_tenant(db, "Unit Test Hotels", "it@hotels.example", "secret-key").tenant
+        scope = TenantScope(db, tenant.id)
+        scope.add(Webhook(url=receiver.url, events=["device.offline"], secret="whsec_" + uuid.uuid4().hex))
+        scope.commit()
+        tenant_id = tenant.id
+    key = queue_event(sessions, tenant_id, "device.offline", {"device_id": "d-1"})
+    unit = rendered.path("cloud_app_unit_dir") / "voxfleet-webhooks.service"
+    worker = subprocess.Popen(exec_start(unit), env=environ, cwd=rendered.path("cloud_app_data_dir"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        got = receiver.arrived.get(timeout=60)
+        assert got.headers["X-VoxFleet-Delivery"] == str(key)
+        for _ in range(400):  # the worker records the answer just after the receiver saw it
+            with sessions() as db:
+                [row] = PlatformScope(db).all(WebhookDelivery)
+            if row.status != "pending":
+                break
+            time.sleep(0.05)
+        assert (row.status, row.response_code) == ("delivered", 200)
+        worker.send_signal(signal.SIGTERM)
+        out, err = worker.communicate(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+        engine.dispose()
+    assert worker.returncode == 0, err
+    assert "stopping after the delivery in hand" in err
+    for secret in SECRETS:
+        assert secret not in out + err
 
 
 # --- ordering that a render-only run cannot show ------------------------------------------------------

@@ -6,68 +6,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import queue
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from sqlalchemy import update
 
 from cloud.db import WebhookDelivery
-from cloud.scoping import TenantScope
+from cloud.db.base import utcnow
+from cloud.scoping import PlatformScope
 from cloud.webhooks import deliver
-from cloud.webhooks.enqueue import enqueue
 from tests.cloud.api.test_fixtures import Api, api_fixture  # noqa: F401
-
-WAIT = 10.0
-
-
-@dataclass
-class Received:
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Receiver:
-    """A webhook endpoint: answers with the queued status codes (then 200), records each request."""
-
-    url: str
-    answers: list[int] = field(default_factory=list)
-    requests: list[Received] = field(default_factory=list)
-    arrived: queue.Queue[Received] = field(default_factory=queue.Queue)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    made = Receiver("")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            got = Received({k: v for k, v in self.headers.items()}, body)
-            made.requests.append(got)
-            status = made.answers.pop(0) if made.answers else 200
-            self.send_response(status)
-            self.send_header("Content-Type", "text/plain")
-            self.end_headers()
-            self.wfile.write(f"answered {status}".encode())
-            made.arrived.put(got)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    made.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/voxfleet?src=test"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield made
-    server.shutdown()
-    server.server_close()
+from tests.cloud.webhooks.receiver import WAIT, Received, Receiver, queue_event, receiver_fixture  # noqa: F401
 
 
 def _verify(secret: str, got: Received) -> None:
@@ -147,12 +100,7 @@ def test_test_delivery_is_signed_and_logged(api: Api, receiver: Receiver) -> Non
 
 
 def _enqueue(api: Api, tenant_id: uuid.UUID, event: str, data: dict) -> uuid.UUID:
-    key = uuid.uuid4()
-    with api.sessions() as db:
-        scope = TenantScope(db, tenant_id)
-        assert enqueue(scope, event, data, key) == 1
-        scope.commit()
-    return key
+    return queue_event(api.sessions, tenant_id, event, data)
 
 
 def test_a_failed_delivery_is_retried_with_backoff(api: Api, receiver: Receiver) -> None:
@@ -219,3 +167,62 @@ def test_the_delivery_thread_sends_what_is_due(api: Api, receiver: Receiver) -> 
         assert (row.status, row.response_code) == ("delivered", 200)
     finally:
         worker.stop()
+
+
+def test_a_claim_is_leased_from_the_moment_it_is_made(api: Api, receiver: Receiver) -> None:
+    """A pass that began minutes ago (slow receivers before this delivery) claims it only now: while it
+    is being sent, a second worker must not find it due and send it again."""
+    t = api.tenant()
+    api.post("/webhooks", t.write_key, json={"url": receiver.url, "events": ["device.online"]})
+    key = _enqueue(api, t.id, "device.online", {"device_id": "d"})
+    with api.sessions() as db:  # queued ten minutes ago, and due since
+        platform = PlatformScope(db)
+        platform.execute(update(WebhookDelivery).values(next_attempt_at=utcnow() - timedelta(minutes=10)))
+        platform.commit()
+    receiver.hold = 1
+    began = utcnow() - timedelta(minutes=5)
+    first = threading.Thread(target=deliver.deliver_due, args=(api.sessions,),
+                             kwargs={"allow_private": True, "now": began})
+    first.start()
+    try:
+        assert receiver.received.get(timeout=WAIT).headers["X-VoxFleet-Delivery"] == str(key)
+        assert deliver.deliver_due(api.sessions, allow_private=True) == 0  # a second worker, now
+    finally:
+        receiver.released.set()
+        first.join(WAIT)
+    assert receiver.keys() == [str(key)]
+    [row] = api.rows(WebhookDelivery)
+    assert (row.status, row.attempts, row.response_code) == ("delivered", 1, 200)
+
+
+def test_an_answer_trickled_past_the_attempt_time_is_cut_off() -> None:
+    """A receiver that sends its answer a line at a time, each well within the read timeout, must not
+    hold a worker beyond the attempt's bound (nor past its claim's lease): the attempt ends unanswered,
+    to be retried, instead of taking the 200 that comes at the end."""
+
+    class Trickle(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            try:
+                self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                for n in range(60):
+                    self.wfile.write(f"X-Slow-{n}: yes\r\n".encode())
+                    self.wfile.flush()
+                    time.sleep(0.1)
+                self.wfile.write(b"Content-Length: 2\r\n\r\nok")
+            except OSError:
+                pass  # the worker hung up, as it should
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        attempt = deliver.post(f"http://127.0.0.1:{server.server_address[1]}/slow", b"{}", {},
+                               allow_private=True, timeout=5.0, within=1.0)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (attempt.status, attempt.ok, attempt.error) == (None, False, "no complete answer within 1 s")
