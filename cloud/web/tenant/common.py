@@ -65,20 +65,6 @@ def fmt_time(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
 
 
-def fmt_ago(value: datetime | None) -> str:
-    """How long ago, in words a person reads at a glance ("4 min ago")."""
-    if value is None:
-        return "never"
-    seconds = (datetime.now(UTC) - value).total_seconds()
-    if seconds < 0:
-        return "just now"
-    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            n = int(seconds // size)
-            return f"{n} {unit}{'s' if unit == 'day' and n != 1 else ''} ago"
-    return f"{int(seconds)} s ago"
-
-
 def fmt_ms(value: Any) -> str:
     if value is None:
         return "—"
@@ -87,7 +73,6 @@ def fmt_ms(value: Any) -> str:
 
 def register_filters(bp: Blueprint) -> None:
     bp.add_app_template_filter(fmt_time, "when")
-    bp.add_app_template_filter(fmt_ago, "ago")
     bp.add_app_template_filter(fmt_ms, "ms")
 
 
