@@ -35,6 +35,11 @@ class Input(Strict):
 class Output(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
+    @classmethod
+    def dump(cls, row: Any) -> dict[str, Any]:
+        """``row`` (an ORM row, a domain result) as this model's JSON."""
+        return cls.model_validate(row).model_dump(mode="json")
+
 
 @dataclass
 class Route:

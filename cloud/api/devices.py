@@ -11,7 +11,7 @@ from pydantic import Field
 
 from cloud import services
 from cloud.api.common import Input, Output, caller, endpoint, owned, parse_body, parse_query, scope
-from cloud.db import Command, Device
+from cloud.db import Device
 from cloud.domain import commands, configs, devices
 from cloud.domain.paging import newest_first
 from protocol import messages
@@ -104,25 +104,6 @@ class CommandOut(Output):
     finished_at: datetime | None
 
 
-# --- serialising -------------------------------------------------------------------------------------
-
-
-def device_out(row: Device) -> dict:
-    return DeviceOut.model_validate(row).model_dump(mode="json")
-
-
-def command_out(row: Command) -> dict:
-    return CommandOut.model_validate(row).model_dump(mode="json")
-
-
-def config_out(state: configs.ConfigState) -> dict:
-    return ConfigState.model_validate(state).model_dump(mode="json")
-
-
-def _device(device_id: uuid.UUID) -> Device:
-    return owned(Device, device_id, "device")
-
-
 # --- routes ------------------------------------------------------------------------------------------
 
 
@@ -138,32 +119,32 @@ def list_devices():
     if q.status is not None:
         where.append(Device.status == q.status)
     page = newest_first(scope(), Device, Device.created_at, where, q.limit, q.cursor)
-    return {"items": [device_out(r) for r in page.rows], "next_cursor": page.next_cursor}
+    return {"items": [DeviceOut.dump(r) for r in page.rows], "next_cursor": page.next_cursor}
 
 
 @endpoint("GET", "/devices/<uuid:device_id>",
           summary="One device, with its last heartbeat and its desired and acknowledged config",
           tag="devices", response=DeviceDetail, errors=(404,))
 def get_device_detail(device_id: uuid.UUID):
-    row = _device(device_id)
-    return {**device_out(row), "last_heartbeat": row.last_heartbeat,
-            "config": config_out(configs.config_state(scope(), row))}
+    row = owned(Device, device_id, "device")
+    return {**DeviceOut.dump(row), "last_heartbeat": row.last_heartbeat,
+            "config": ConfigState.dump(configs.config_state(scope(), row))}
 
 
 @endpoint("PATCH", "/devices/<uuid:device_id>", summary="Rename a device or move it to another project",
           tag="devices", body=DeviceUpdate, response=DeviceOut, errors=(404, 422))
 def update_device(device_id: uuid.UUID):
     body = parse_body(DeviceUpdate)
-    row = devices.update_device(caller(), _device(device_id), name=body.name, project_id=body.project_id)
-    return device_out(row)
+    row = owned(Device, device_id, "device")
+    return DeviceOut.dump(devices.update_device(caller(), row, name=body.name, project_id=body.project_id))
 
 
 @endpoint("DELETE", "/devices/<uuid:device_id>",
           summary="Unpair: revoke the device's broker credentials and disconnect it",
           tag="devices", response=DeviceOut, errors=(404, 503))
 def unpair_device(device_id: uuid.UUID):
-    row = devices.unpair(caller(), _device(device_id), config=services.config(), broker=services.broker())
-    return device_out(row)
+    row = owned(Device, device_id, "device")
+    return DeviceOut.dump(devices.unpair(caller(), row, config=services.config(), broker=services.broker()))
 
 
 @endpoint("PUT", "/devices/<uuid:device_id>/config",
@@ -171,15 +152,16 @@ def unpair_device(device_id: uuid.UUID):
           tag="devices", body=messages.VoiceConfig, response=ConfigPut, errors=(404, 409))
 def put_device_config(device_id: uuid.UUID):
     body = parse_body(messages.VoiceConfig)
-    done = configs.set_desired_config(caller(), _device(device_id), body, downlink=services.downlink())
-    return {"version": done.version, "config": done.config, "published": done.published}
+    row = owned(Device, device_id, "device")
+    done = configs.set_desired_config(caller(), row, body, downlink=services.downlink())
+    return ConfigPut.dump(done)
 
 
 @endpoint("GET", "/devices/<uuid:device_id>/config",
           summary="The latest desired config and the device's latest acknowledgement", tag="devices",
           response=ConfigState, errors=(404,))
 def get_device_config(device_id: uuid.UUID):
-    return config_out(configs.config_state(scope(), _device(device_id)))
+    return ConfigState.dump(configs.config_state(scope(), owned(Device, device_id, "device")))
 
 
 @endpoint("POST", "/devices/<uuid:device_id>/commands",
@@ -187,13 +169,13 @@ def get_device_config(device_id: uuid.UUID):
           tag="devices", body=CommandCreate, response=CommandOut, status=202, errors=(402, 404, 409))
 def post_device_command(device_id: uuid.UUID):
     body = parse_body(CommandCreate)
-    row = commands.issue_command(caller(), _device(device_id), body.action, body.args,
+    row = commands.issue_command(caller(), owned(Device, device_id, "device"), body.action, body.args,
                                  downlink=services.downlink())
-    return command_out(row), 202
+    return CommandOut.dump(row), 202
 
 
 @endpoint("GET", "/devices/<uuid:device_id>/commands/<uuid:command_id>",
           summary="A command's status and the device's result", tag="devices", response=CommandOut,
           errors=(404,))
 def get_device_command(device_id: uuid.UUID, command_id: uuid.UUID):
-    return command_out(commands.get_command(scope(), _device(device_id), command_id))
+    return CommandOut.dump(commands.get_command(scope(), owned(Device, device_id, "device"), command_id))

@@ -44,36 +44,28 @@ class NewKeyOut(KeyOut):
     key: str = Field(description="the key itself: shown this once, never again")
 
 
-def _out(row: ApiKey) -> dict:
-    return KeyOut.model_validate(row).model_dump(mode="json")
-
-
-def _new_out(made: NewKey) -> dict:
-    return {**_out(made.row), "key": made.key}
-
-
-def _key(key_id: uuid.UUID) -> ApiKey:
-    return owned(ApiKey, key_id, "api_key")
+def _new_key(made: NewKey) -> dict:
+    return {**KeyOut.dump(made.row), "key": made.key}
 
 
 @endpoint("GET", "/api-keys", summary="List the tenant's API keys (never the keys themselves)",
           tag="api keys", response=KeyList)
 def list_api_keys():
     rows = scope().all(ApiKey, order_by=[ApiKey.created_at.desc(), ApiKey.id.desc()])
-    return {"items": [_out(r) for r in rows]}
+    return {"items": [KeyOut.dump(r) for r in rows]}
 
 
 @endpoint("POST", "/api-keys", summary="Create an API key; the response holds the key, shown once",
           tag="api keys", body=KeyCreate, response=NewKeyOut, status=201)
 def create_api_key():
     body = parse_body(KeyCreate)
-    return _new_out(api_keys.create_api_key(caller(), body.name, body.scope)), 201
+    return _new_key(api_keys.create_api_key(caller(), body.name, body.scope)), 201
 
 
 @endpoint("DELETE", "/api-keys/<uuid:key_id>", summary="Revoke an API key at once", tag="api keys",
           response=KeyOut, errors=(404,))
 def revoke_api_key(key_id: uuid.UUID):
-    return _out(api_keys.revoke_api_key(caller(), _key(key_id)))
+    return KeyOut.dump(api_keys.revoke_api_key(caller(), owned(ApiKey, key_id, "api_key")))
 
 
 @endpoint("POST", "/api-keys/<uuid:key_id>/rotate",
@@ -81,4 +73,5 @@ def revoke_api_key(key_id: uuid.UUID):
           tag="api keys", body=KeyRotate, response=NewKeyOut, status=201, errors=(404, 409))
 def rotate_api_key(key_id: uuid.UUID):
     body = parse_body(KeyRotate)
-    return _new_out(api_keys.rotate_api_key(caller(), _key(key_id), body.overlap_seconds)), 201
+    old = owned(ApiKey, key_id, "api_key")
+    return _new_key(api_keys.rotate_api_key(caller(), old, body.overlap_seconds)), 201

@@ -92,4 +92,4 @@ def collect_pairing():
 def claim_pairing_code():
     body = parse_body(ClaimRequest)
     device = domain_pairing.claim(caller(), body.code, body.project_id, body.name)
-    return jsonify(Claimed.model_validate(device).model_dump(mode="json")), 201
+    return jsonify(Claimed.dump(device)), 201

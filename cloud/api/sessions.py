@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, Field
 
 from cloud import services
 from cloud.api.common import Input, Output, caller, endpoint, owned, parse_query, scope
-from cloud.api.devices import CommandOut, command_out
+from cloud.api.devices import CommandOut
 from cloud.db import VoiceSession
 from cloud.domain import sessions
 from protocol.messages import EndState
@@ -63,14 +63,6 @@ class SessionDetail(SessionOut):
     events: list[EventOut]
 
 
-def _out(row: VoiceSession) -> dict:
-    return SessionOut.model_validate(row).model_dump(mode="json")
-
-
-def _session(session_id: uuid.UUID) -> VoiceSession:
-    return owned(VoiceSession, session_id, "session")
-
-
 @endpoint("GET", "/sessions",
           summary="List sessions, newest first (filter by device, project, time, intent, outcome)",
           tag="sessions", query=SessionQuery, response=SessionList)
@@ -79,20 +71,20 @@ def list_sessions():
     where = sessions.session_conditions(device_id=q.device_id, project_id=q.project_id, from_=q.from_,
                                         to=q.to, intent=q.intent, outcome=q.outcome)
     page = sessions.session_page(scope(), where, q.limit, q.cursor)
-    return {"items": [_out(r) for r in page.rows], "next_cursor": page.next_cursor}
+    return {"items": [SessionOut.dump(r) for r in page.rows], "next_cursor": page.next_cursor}
 
 
 @endpoint("GET", "/sessions/<uuid:session_id>", summary="One session with its events in order",
           tag="sessions", response=SessionDetail, errors=(404,))
 def get_session(session_id: uuid.UUID):
-    row = _session(session_id)
+    row = owned(VoiceSession, session_id, "session")
     events = sessions.session_events(scope(), row)
-    return {**_out(row), "events": [EventOut.model_validate(e).model_dump(mode="json") for e in events]}
+    return {**SessionOut.dump(row), "events": [EventOut.dump(e) for e in events]}
 
 
 @endpoint("POST", "/sessions/<uuid:session_id>/end",
           summary="Ask the device to end this session now (an end_session command)", tag="sessions",
           response=CommandOut, status=202, errors=(404, 409))
 def end_session(session_id: uuid.UUID):
-    row = sessions.end_session(caller(), _session(session_id), downlink=services.downlink())
-    return command_out(row), 202
+    row = owned(VoiceSession, session_id, "session")
+    return CommandOut.dump(sessions.end_session(caller(), row, downlink=services.downlink())), 202

@@ -87,22 +87,15 @@ class TestResult(Output):
     delivered: bool
 
 
-def _out(row: Webhook) -> dict[str, Any]:
-    return WebhookOut.model_validate(row).model_dump(mode="json")
-
-
 def _with_secret(row: Webhook) -> dict[str, Any]:
-    return {**_out(row), "secret": row.secret}
-
-
-def _hook(webhook_id: uuid.UUID) -> Webhook:
-    return owned(Webhook, webhook_id, "webhook")
+    return {**WebhookOut.dump(row), "secret": row.secret}
 
 
 @endpoint("GET", "/webhooks", summary="List webhooks (without their secrets)", tag="webhooks",
           response=WebhookList)
 def list_webhooks():
-    return {"items": [_out(r) for r in scope().all(Webhook, order_by=[Webhook.created_at, Webhook.id])]}
+    rows = scope().all(Webhook, order_by=[Webhook.created_at, Webhook.id])
+    return {"items": [WebhookOut.dump(r) for r in rows]}
 
 
 @endpoint("POST", "/webhooks",
@@ -118,7 +111,7 @@ def create_webhook():
 @endpoint("GET", "/webhooks/<uuid:webhook_id>", summary="One webhook", tag="webhooks", response=WebhookOut,
           errors=(404,))
 def get_webhook(webhook_id: uuid.UUID):
-    return _out(_hook(webhook_id))
+    return WebhookOut.dump(owned(Webhook, webhook_id, "webhook"))
 
 
 @endpoint("PATCH", "/webhooks/<uuid:webhook_id>",
@@ -126,21 +119,22 @@ def get_webhook(webhook_id: uuid.UUID):
           body=WebhookUpdate, response=WebhookOut, errors=(404,))
 def update_webhook(webhook_id: uuid.UUID):
     body = parse_body(WebhookUpdate)
-    return _out(webhooks.update_webhook(caller(), _hook(webhook_id), body.model_dump(exclude_none=True),
-                                        allow_private=services.webhooks_allow_private()))
+    row = owned(Webhook, webhook_id, "webhook")
+    return WebhookOut.dump(webhooks.update_webhook(caller(), row, body.model_dump(exclude_none=True),
+                                                   allow_private=services.webhooks_allow_private()))
 
 
 @endpoint("POST", "/webhooks/<uuid:webhook_id>/rotate-secret",
           summary="Replace the signing secret; the new one is shown once", tag="webhooks",
           response=WebhookWithSecret, errors=(404,))
 def rotate_webhook_secret(webhook_id: uuid.UUID):
-    return _with_secret(webhooks.rotate_webhook_secret(caller(), _hook(webhook_id)))
+    return _with_secret(webhooks.rotate_webhook_secret(caller(), owned(Webhook, webhook_id, "webhook")))
 
 
 @endpoint("DELETE", "/webhooks/<uuid:webhook_id>", summary="Delete a webhook and its delivery log",
           tag="webhooks", status=204, errors=(404,))
 def delete_webhook(webhook_id: uuid.UUID):
-    webhooks.delete_webhook(caller(), _hook(webhook_id))
+    webhooks.delete_webhook(caller(), owned(Webhook, webhook_id, "webhook"))
     return "", 204
 
 
@@ -148,9 +142,9 @@ def delete_webhook(webhook_id: uuid.UUID):
           summary="Send a signed test delivery now and report the receiver's response code",
           tag="webhooks", response=TestResult, errors=(404,))
 def test_webhook(webhook_id: uuid.UUID):
-    fresh, attempt = webhooks.send_test_delivery(caller(), _hook(webhook_id),
+    fresh, attempt = webhooks.send_test_delivery(caller(), owned(Webhook, webhook_id, "webhook"),
                                                  allow_private=services.webhooks_allow_private())
-    return {"delivery": DeliveryOut.model_validate(fresh).model_dump(mode="json"),
+    return {"delivery": DeliveryOut.dump(fresh),
             "response_code": attempt.status, "delivered": attempt.ok}
 
 
@@ -159,6 +153,6 @@ def test_webhook(webhook_id: uuid.UUID):
           query=DeliveryQuery, response=DeliveryList, errors=(404,))
 def list_deliveries(webhook_id: uuid.UUID):
     q = parse_query(DeliveryQuery)
-    page = webhooks.delivery_page(scope(), _hook(webhook_id), q.status, q.limit, q.cursor)
-    return {"items": [DeliveryOut.model_validate(r).model_dump(mode="json") for r in page.rows],
+    page = webhooks.delivery_page(scope(), owned(Webhook, webhook_id, "webhook"), q.status, q.limit, q.cursor)
+    return {"items": [DeliveryOut.dump(r) for r in page.rows],
             "next_cursor": page.next_cursor}
