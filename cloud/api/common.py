@@ -18,6 +18,7 @@ from flask import g, request
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from cloud.api.blueprint import api
+from cloud.db.base import Base
 from cloud.domain.caller import Caller
 from cloud.domain.lookup import get_owned
 from cloud.domain.validation import Strict, invalid
@@ -25,6 +26,7 @@ from cloud.errors import ApiError
 from cloud.scoping import TenantScope
 
 M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R", bound=Base)
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -135,6 +137,6 @@ def caller() -> Caller:
     return Caller(scope(), g.get("actor") or "api", client_ip())
 
 
-def owned(model: type[M], id_: Any, what: str) -> M:
+def owned(model: type[R], id_: Any, what: str) -> R:
     """The key's tenant's row, else 404 ``<what>_not_found`` (cloud.domain.lookup.get_owned)."""
     return get_owned(scope(), model, id_, what)
