@@ -52,13 +52,20 @@ ARGS: dict[str, type[Strict]] = {"speak": SpeakArgs, "tap_start": TapStartArgs, 
 assert set(ARGS) == set(get_args(Action))
 
 
-def command_args(action: str, args: dict[str, Any]) -> dict[str, Any]:
-    """``args`` checked against the action's model and the wire format, as they will be sent; DomainError
-    400 ``invalid_request`` naming the field (``action``, ``args.<field>``) otherwise."""
+def args_model(action: str) -> type[Strict]:
+    """The model of the action's arguments; DomainError 400 ``invalid_request`` for an action the cloud
+    does not know at all (a device's own list of actions is a separate check)."""
     model = ARGS.get(action)
     if model is None:
         raise DomainError(400, "invalid_request", f"action: unknown action {action!r}; one of "
                                                   f"{', '.join(sorted(ARGS))}")
+    return model
+
+
+def command_args(action: str, args: dict[str, Any]) -> dict[str, Any]:
+    """``args`` checked against the action's model and the wire format, as they will be sent; DomainError
+    400 ``invalid_request`` naming the field (``action``, ``args.<field>``) otherwise."""
+    model = args_model(action)
     try:
         checked = model.model_validate(args).model_dump(exclude_none=True)
         messages.encode(messages.Command(command_id=uuid.uuid4(), action=action, args=checked,
@@ -75,6 +82,7 @@ def check_command(scope: TenantScope, device: Device, action: str, args: dict[st
     the command (409 ``device_unpaired``, 402 ``plan_limit_reached`` for a ``speak`` at a usage hard
     limit: an announcement is new cloud-side work, 400 ``invalid_request``). Nothing is stored here."""
     require_paired(device)
+    args_model(action)
     if action == "speak":
         within_plan(scope, enforce.check_speak)
     return command_args(action, args)
