@@ -1,7 +1,9 @@
-"""JSON errors for the API: one stable shape, ``{"error": {"code": ..., "message": ...}}``.
+"""JSON errors for the API: one stable shape, ``{"error": {"code": ..., "message": ..., "details": ...}}``.
 
 Clients branch on ``code`` (a short snake_case word that never changes), people read ``message``.
-Pages outside /api/ keep Flask's HTML errors.
+A refusal of the domain (cloud.domain.errors.DomainError) is answered here once: as this JSON under
+/api/, as the portals' page elsewhere (cloud/web/refusals.py registers it). Pages outside /api/ keep
+HTML errors.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+from cloud.domain.errors import DomainError
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +34,14 @@ CODES = {
 }
 
 
-class ApiError(Exception):
-    """Raise from an API view for an error with its own code, e.g. ApiError(409, "already_claimed", "...")."""
+class ApiError(DomainError):
+    """A refusal of the API's own, before any domain action runs: the request itself (not JSON, a bad
+    field, a repeated query parameter) or its key (missing, revoked, rate limited). A DomainError, so
+    the same handler answers it."""
 
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
                  details: Any = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.headers, self.details = headers, details
+        super().__init__(status, code, message, details=details, headers=headers)
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None,
@@ -56,10 +60,18 @@ def _is_api() -> bool:
     return request.path == "/api" or request.path.startswith("/api/")
 
 
+def json_error(exc: DomainError) -> Response:
+    """A refusal as the API answers it."""
+    return error_response(exc.status, exc.code, exc.message, exc.headers, exc.details)
+
+
 def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, exc.headers, exc.details)
+    @app.errorhandler(DomainError)
+    def _refused(exc: DomainError) -> Any:
+        page = app.extensions.get("voxfleet.refusal_page")  # the portals' answer (cloud/web/refusals.py)
+        if _is_api() or page is None:
+            return json_error(exc)
+        return page(exc)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:

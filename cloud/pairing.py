@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from cloud.broker.admin import BrokerAdmin
 from cloud.db import Device, DeviceCredential, PairingCode, Project
 from cloud.db.base import utcnow
+from cloud.domain.errors import DomainError
 from cloud.scoping import PlatformScope, TenantScope
 from cloud.security import hash_password, verify_password
 
@@ -34,12 +35,9 @@ MAX_SECRET_ATTEMPTS = 5
 MIN_SECRET_LENGTH = 32
 
 
-class PairingError(Exception):
-    """A pairing step that cannot go on; ``code`` is stable for API clients, ``status`` its HTTP status."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+class PairingError(DomainError):
+    """A pairing step that cannot go on; ``code`` is stable for API clients, ``status`` its HTTP status.
+    A DomainError, so the API and the portals answer it as any other refusal."""
 
 
 @dataclass(frozen=True)

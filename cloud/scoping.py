@@ -115,6 +115,22 @@ class _Scope:
         self._activate()
         self.db.flush()
 
+    def select(self, model: type[M], *where: Any) -> Select[tuple[M]]:
+        """A SELECT of the rows this scope may see; refine it further (order, limit, join) before
+        running it."""
+        raise NotImplementedError
+
+    def all(self, model: type[M], *where: Any, order_by: Any = None, limit: int | None = None) -> list[M]:
+        stmt = self.select(model, *where)
+        if order_by is not None:
+            stmt = stmt.order_by(*(order_by if isinstance(order_by, list | tuple) else [order_by]))
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return self.scalars(stmt)
+
+    def first(self, model: type[M], *where: Any) -> M | None:
+        return self.scalar(self.select(model, *where).limit(1))
+
     def get(self, model: type[M], id_: uuid.UUID | str | None) -> M | None:
         """The row with this id if this scope may see it; None for a missing or malformed id, or
         (in a TenantScope) another tenant's: callers answer 404 either way, revealing nothing."""
@@ -175,17 +191,6 @@ class TenantScope(_Scope):
     def select(self, model: type[M], *where: Any) -> Select[tuple[M]]:
         """A SELECT of this tenant's rows; refine it further (order, limit, join) before running it."""
         return select(model).where(self.criterion(model), *where)
-
-    def all(self, model: type[M], *where: Any, order_by: Any = None, limit: int | None = None) -> list[M]:
-        stmt = self.select(model, *where)
-        if order_by is not None:
-            stmt = stmt.order_by(*(order_by if isinstance(order_by, list | tuple) else [order_by]))
-        if limit is not None:
-            stmt = stmt.limit(limit)
-        return self.scalars(stmt)
-
-    def first(self, model: type[M], *where: Any) -> M | None:
-        return self.scalar(self.select(model, *where).limit(1))
 
     def count(self, model: type, *where: Any) -> int:
         return int(self.scalar(select(func.count()).select_from(model).where(self.criterion(model), *where)))
@@ -334,17 +339,6 @@ class PlatformScope(_Scope):
 
     def select(self, model: type[M], *where: Any) -> Select[tuple[M]]:
         return select(model).where(*where)
-
-    def all(self, model: type[M], *where: Any, order_by: Any = None, limit: int | None = None) -> list[M]:
-        stmt = self.select(model, *where)
-        if order_by is not None:
-            stmt = stmt.order_by(*(order_by if isinstance(order_by, list | tuple) else [order_by]))
-        if limit is not None:
-            stmt = stmt.limit(limit)
-        return self.scalars(stmt)
-
-    def first(self, model: type[M], *where: Any) -> M | None:
-        return self.scalar(self.select(model, *where).limit(1))
 
     def add(self, obj: M) -> M:
         self._activate()

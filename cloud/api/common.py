@@ -1,41 +1,46 @@
 """What every API module shares: the route registry (routes and their OpenAPI description in one
-place), validated input, the caller's scope, cursors and audit entries.
+place), validated input, and the caller (the API key's tenant scope and actor) it hands the domain.
 
 Routes are declared with ``endpoint`` rather than ``api.route`` so the OpenAPI document can never
-drift from the routes that exist: both come from the same call.
+drift from the routes that exist: both come from the same call. Routes only translate: they parse
+the request, call cloud/domain, and serialise what it returns; a refusal (DomainError) becomes the
+JSON error in cloud/errors.py.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from flask import g, request
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from cloud.api.blueprint import api
+from cloud.db.base import Base
+from cloud.domain.caller import Caller
+from cloud.domain.lookup import get_owned
+from cloud.domain.validation import Strict, invalid
 from cloud.errors import ApiError
 from cloud.scoping import TenantScope
 
 M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R", bound=Base)
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-class Input(BaseModel):
-    """Base of request bodies and query strings: unknown fields are refused, not ignored, so a typo
-    ("nmae") is an error the client sees instead of a silent no-op."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+class Input(Strict):
+    """Base of request bodies and query strings: unknown fields are refused, not ignored."""
 
 
 class Output(BaseModel):
     model_config = ConfigDict(from_attributes=True)
+
+    @classmethod
+    def dump(cls, row: Any) -> dict[str, Any]:
+        """``row`` (an ORM row, a domain result) as this model's JSON."""
+        return cls.model_validate(row).model_dump(mode="json")
 
 
 @dataclass
@@ -78,17 +83,6 @@ def endpoint(method: str, rule: str, *, summary: str, tag: str, body: type[BaseM
 # --- input -------------------------------------------------------------------------------------------
 
 
-def _problems(exc: ValidationError) -> list[dict[str, str]]:
-    found = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "body"
-        message = err["msg"]
-        if err["type"] == "extra_forbidden":
-            message = "unknown field"
-        found.append({"field": where, "message": message})
-    return found
-
-
 def parse_body(model: type[M]) -> M:
     """The JSON body validated against ``model``; 400 naming the first bad field otherwise."""
     raw = request.get_data(cache=True)
@@ -106,10 +100,7 @@ def parse_body(model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = _problems(exc)
-        first = problems[0]
-        raise ApiError(400, "invalid_request", f"{first['field']}: {first['message']}",
-                       details=problems) from None
+        raise invalid(exc) from None
 
 
 def parse_query(model: type[M]) -> M:
@@ -123,10 +114,7 @@ def parse_query(model: type[M]) -> M:
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        problems = _problems(exc)
-        first = problems[0]
-        raise ApiError(400, "invalid_query", f"{first['field']}: {first['message']}",
-                       details=problems) from None
+        raise invalid(exc, code="invalid_query") from None
 
 
 # --- the caller --------------------------------------------------------------------------------------
@@ -140,45 +128,15 @@ def scope() -> TenantScope:
     return current
 
 
-def actor() -> str:
-    return g.get("actor") or "api"
-
-
 def client_ip() -> str:
     return (request.remote_addr or "unknown")[:64]
 
 
-def audit(action: str, target: str | None = None, **details: Any) -> None:
-    """An audit entry in the request's transaction: it commits with the change or not at all."""
-    from cloud.admin import audit as write_audit
-
-    current = scope()
-    write_audit(current.db, actor(), action, target=target, tenant_id=current.tenant_id, ip=client_ip(),
-                **details)
+def caller() -> Caller:
+    """The API key's tenant and the actor the audit log names (``api_key:<prefix>``)."""
+    return Caller(scope(), g.get("actor") or "api", client_ip())
 
 
-def not_found(what: str) -> ApiError:
-    return ApiError(404, f"{what}_not_found", f"no such {what.replace('_', ' ')}")
-
-
-# --- cursors -----------------------------------------------------------------------------------------
-
-
-def encode_cursor(at: datetime, id_: uuid.UUID) -> str:
-    """Opaque to clients; it names the last row of a page by its sort key (timestamp, id), so rows with
-    equal timestamps are neither skipped nor repeated across pages."""
-    raw = json.dumps([at.astimezone(UTC).isoformat(), str(id_)], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at, id_ = json.loads(raw)
-        when = datetime.fromisoformat(at)
-        if when.tzinfo is None:
-            raise ValueError("naive")
-        return when, uuid.UUID(id_)
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-        raise ApiError(400, "invalid_cursor", "cursor: not a cursor this API returned") from None
-
+def owned(model: type[R], id_: Any, what: str) -> R:
+    """The key's tenant's row, else 404 ``<what>_not_found`` (cloud.domain.lookup.get_owned)."""
+    return get_owned(scope(), model, id_, what)

@@ -1,43 +1,22 @@
-"""Devices: list with presence, rename, move, unpair; desired config; commands such as announcements."""
+"""Devices: list with presence, rename, move, unpair; desired config; commands such as announcements.
+The actions are cloud/domain's (devices, configs, commands); these routes parse and serialise."""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
-from flask import current_app
-from pydantic import ConfigDict, Field, ValidationError
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.exc import IntegrityError
+from pydantic import Field
 
-from cloud import capabilities, downlink
-from cloud.api.common import (
-    Input,
-    Output,
-    audit,
-    decode_cursor,
-    encode_cursor,
-    endpoint,
-    not_found,
-    parse_body,
-    parse_query,
-    scope,
-)
-from cloud.billing import enforce
-from cloud.broker.admin import BrokerAdminError
-from cloud.broker.runtime import broker_admin
-from cloud.db import Command, ConfigAck, DesiredConfig, Device, DeviceCredential, Project
-from cloud.db.base import utcnow
-from cloud.errors import ApiError
+from cloud import capabilities, services
+from cloud.api.common import Input, Output, caller, endpoint, owned, parse_body, parse_query, scope
+from cloud.db import Device
+from cloud.domain import commands, configs, devices
+from cloud.domain.paging import newest_first
 from protocol import messages
 
-log = logging.getLogger(__name__)
-
 MAX_PAGE = 200
-Action = Literal["end_session", "speak", "tap_start", "tap_stop", "reload", "report_now"]
-assert set(get_args(Action)) == set(get_args(messages.Command.model_fields["action"].annotation))
 
 
 # --- models ------------------------------------------------------------------------------------------
@@ -111,13 +90,6 @@ class DeviceDetail(DeviceOut):
     capabilities: CapabilitiesOut
 
 
-class VoiceConfigIn(messages.VoiceConfig):
-    """The wire's VoiceConfig reads tolerantly (a newer cloud's fields are ignored on a device); a person
-    or a script setting a config gets an error for a misspelt field instead."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 class ConfigPut(Output):
     version: int
     config: dict[str, Any]
@@ -125,27 +97,8 @@ class ConfigPut(Output):
                                         "it is published again by the retry loop")
 
 
-class SpeakArgs(Input):
-    text: str = Field(min_length=1, max_length=messages.MAX_TEXT)
-    lang: str | None = Field(default=None, max_length=16)
-
-
-class TapStartArgs(Input):
-    types: list[str] | None = Field(default=None, max_length=50)
-    rate: int = Field(default=20, ge=1, le=100)
-    duration_s: int = Field(default=300, ge=1, le=3600)
-
-
-class NoArgs(Input):
-    pass
-
-
-ARGS: dict[str, type[Input]] = {"speak": SpeakArgs, "tap_start": TapStartArgs, "end_session": NoArgs,
-                                "tap_stop": NoArgs, "reload": NoArgs, "report_now": NoArgs}
-
-
 class CommandCreate(Input):
-    action: Action
+    action: commands.Action
     args: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -163,89 +116,6 @@ class CommandOut(Output):
     finished_at: datetime | None
 
 
-# --- helpers -----------------------------------------------------------------------------------------
-
-
-def device_out(row: Device) -> dict:
-    return DeviceOut.model_validate(row).model_dump(mode="json")
-
-
-def get_device(device_id: uuid.UUID) -> Device:
-    row = scope().get(Device, device_id)
-    if row is None:
-        raise not_found("device")
-    return row
-
-
-def _paired(device: Device) -> Device:
-    if device.status != "paired":
-        raise ApiError(409, "device_unpaired", "this device is unpaired")
-    return device
-
-
-def command_out(row: Command) -> dict:
-    return CommandOut.model_validate(row).model_dump(mode="json")
-
-
-def issue_command(device: Device, action: str, args: dict[str, Any]) -> Command:
-    """Store a command (pending), then publish it; it becomes ``sent`` only on the broker's PUBACK.
-    A ``speak`` is new cloud-side work: refused (402 plan_limit_reached) at a usage hard limit."""
-    _paired(device)
-    problem = capabilities.command_problem(capabilities.of(device), action)
-    if problem:
-        raise ApiError(422, "unsupported_by_device", problem)
-    if action == "speak":
-        within_plan(enforce.check_speak)
-    model = ARGS[action]
-    try:
-        checked = model.model_validate(args).model_dump(exclude_none=True)
-        command_id = uuid.uuid4()
-        now = utcnow()
-        messages.encode(messages.Command(command_id=command_id, action=action, args=checked, issued_at=now))
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(["args", *(str(p) for p in err["loc"])])
-        message = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-        raise ApiError(400, "invalid_request", f"{where}: {message}") from None
-    except messages.MessageError as exc:
-        raise ApiError(400, "invalid_request", f"args: {exc}") from None
-    row = scope().add(Command(device_id=device.id, command_id=command_id, action=action, args=checked,
-                              status="pending", created_by=_actor(), created_at=now))
-    scope().flush()
-    audit("device.command", f"device:{device.id}", command=action, command_id=str(command_id))
-    scope().commit()
-    if not downlink.for_app(current_app).send(scope(), row, device):
-        log.warning("command %s to %s not confirmed by the broker; left pending for retry",
-                    command_id, device.device_key)
-    scope().db.refresh(row)  # the status and sent_at mark_sent wrote
-    return row
-
-
-def within_plan(check: Any) -> None:
-    """Run one of cloud.billing.enforce's checks for the caller's tenant; its refusal becomes the API's
-    402 with the stable code ``plan_limit_reached`` and the meter, limit and usage in ``details``."""
-    try:
-        check(scope().db, scope().tenant_id)
-    except enforce.PlanLimitReached as exc:
-        raise ApiError(exc.status, exc.code, str(exc), details=exc.details) from None
-
-
-def _actor() -> str:
-    from cloud.api.common import actor
-
-    return actor()
-
-
-def config_state(device: Device) -> dict:
-    """The latest desired config and acknowledgement of a device (API and portal)."""
-    desired = scope().scalar(scope().select(DesiredConfig, DesiredConfig.device_id == device.id)
-                             .order_by(DesiredConfig.version.desc()).limit(1))
-    ack = scope().scalar(scope().select(ConfigAck, ConfigAck.device_id == device.id)
-                         .order_by(ConfigAck.at.desc(), ConfigAck.id.desc()).limit(1))
-    return ConfigState(desired=DesiredOut.model_validate(desired) if desired else None,
-                       ack=AckOut.model_validate(ack) if ack else None).model_dump(mode="json")
-
-
 # --- routes ------------------------------------------------------------------------------------------
 
 
@@ -260,23 +130,17 @@ def list_devices():
         where.append(Device.presence == q.presence)
     if q.status is not None:
         where.append(Device.status == q.status)
-    if q.cursor:
-        at, last = decode_cursor(q.cursor)
-        where.append(or_(Device.created_at < at, and_(Device.created_at == at, Device.id < last)))
-    rows = scope().all(Device, *where, order_by=[Device.created_at.desc(), Device.id.desc()],
-                       limit=q.limit + 1)
-    more = len(rows) > q.limit
-    rows = rows[:q.limit]
-    return {"items": [device_out(r) for r in rows],
-            "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id) if more else None}
+    page = newest_first(scope(), Device, Device.created_at, where, q.limit, q.cursor)
+    return {"items": [DeviceOut.dump(r) for r in page.rows], "next_cursor": page.next_cursor}
 
 
 @endpoint("GET", "/devices/<uuid:device_id>",
           summary="One device, with its last heartbeat and its desired and acknowledged config",
           tag="devices", response=DeviceDetail, errors=(404,))
 def get_device_detail(device_id: uuid.UUID):
-    row = get_device(device_id)
-    return {**device_out(row), "last_heartbeat": row.last_heartbeat, "config": config_state(row),
+    row = owned(Device, device_id, "device")
+    return {**DeviceOut.dump(row), "last_heartbeat": row.last_heartbeat,
+            "config": ConfigState.dump(configs.config_state(scope(), row)),
             "capabilities": capabilities_out(row)}
 
 
@@ -291,100 +155,33 @@ def capabilities_out(row: Device) -> dict:
           tag="devices", body=DeviceUpdate, response=DeviceOut, errors=(404, 422))
 def update_device(device_id: uuid.UUID):
     body = parse_body(DeviceUpdate)
-    row = get_device(device_id)
-    change_device(row, name=body.name, project_id=body.project_id)
-    scope().commit()
-    return device_out(row)
-
-
-def change_device(row: Device, *, name: str | None = None, project_id: uuid.UUID | None = None) -> Device:
-    """Rename and/or move a device (audited, not committed): shared by the API and the tenant portal.
-
-    Raises ApiError 422 ``unknown_project`` for a project that is not the caller's.
-    """
-    if project_id is not None and project_id != row.project_id:
-        if scope().get(Project, project_id) is None:
-            raise ApiError(422, "unknown_project", "project_id: no such project")
-        audit("device.move", f"device:{row.id}", old=str(row.project_id), new=str(project_id))
-        row.project_id = project_id
-    if name is not None and name != row.name:
-        audit("device.rename", f"device:{row.id}", old=row.name, new=name)
-        row.name = name
-    return row
+    row = owned(Device, device_id, "device")
+    return DeviceOut.dump(devices.update_device(caller(), row, name=body.name, project_id=body.project_id))
 
 
 @endpoint("DELETE", "/devices/<uuid:device_id>",
           summary="Unpair: revoke the device's broker credentials and disconnect it",
           tag="devices", response=DeviceOut, errors=(404, 503))
 def unpair_device(device_id: uuid.UUID):
-    return device_out(unpair(get_device(device_id)))
-
-
-def unpair(row: Device) -> Device:
-    """Revoke the device's broker credentials, mark it unpaired and offline, and commit: shared by the
-    API's DELETE and the tenant portal. Raises ApiError 503 when the broker cannot revoke now (nothing
-    is changed then, so the device is never shown unpaired while it can still connect)."""
-    credentials = scope().all(DeviceCredential, DeviceCredential.device_id == row.id,
-                              DeviceCredential.revoked_at.is_(None))
-    config = current_app.extensions["voxfleet.config"]
-    now = utcnow()
-    if credentials:
-        try:
-            admin = broker_admin(config, current_app.extensions.get("voxfleet.broker"))
-        except BrokerAdminError as exc:
-            log.error("unpair %s: no broker admin: %s", row.device_key, exc)
-            raise ApiError(503, "broker_unavailable", "the broker cannot revoke credentials now") from None
-        try:
-            for credential in credentials:
-                admin.remove_device(credential.username)
-                credential.revoked_at = now
-        except BrokerAdminError as exc:
-            scope().db.rollback()
-            log.error("unpair %s: the broker refused: %s", row.device_key, exc)
-            raise ApiError(503, "broker_unavailable", "the broker cannot revoke credentials now") from None
-        finally:
-            admin.close()
-    if row.status != "unpaired" or credentials:
-        row.status, row.unpaired_at = "unpaired", row.unpaired_at or now
-        row.presence, row.presence_at = "offline", now
-        audit("device.unpair", f"device:{row.id}", device_key=row.device_key,
-              credentials_revoked=len(credentials))
-        scope().commit()
-    return row
+    row = owned(Device, device_id, "device")
+    return DeviceOut.dump(devices.unpair(caller(), row, config=services.config(), broker=services.broker()))
 
 
 @endpoint("PUT", "/devices/<uuid:device_id>/config",
           summary="Set the desired voice config (a new version, published retained to the device)",
-          tag="devices", body=VoiceConfigIn, response=ConfigPut, errors=(404, 409, 422))
+          tag="devices", body=configs.VoiceConfigIn, response=ConfigPut, errors=(404, 409, 422))
 def put_device_config(device_id: uuid.UUID):
-    body = parse_body(VoiceConfigIn)
-    row = _paired(get_device(device_id))
-    config = body.model_dump(exclude_none=True)
-    problems = capabilities.config_problems(capabilities.of(row), config)
-    if problems:
-        raise ApiError(422, "unsupported_by_device", f"{problems[0]['field']}: {problems[0]['message']}",
-                       details=problems)
-    current = scope().scalar(select(func.max(DesiredConfig.version)).where(DesiredConfig.device_id == row.id))
-    version = (current or 0) + 1
-    scope().add(DesiredConfig(device_id=row.id, version=version, config=config, created_by=_actor()))
-    scope().flush()
-    audit("device.config", f"device:{row.id}", version=version, fields=sorted(config))
-    try:
-        scope().commit()
-    except IntegrityError:
-        scope().db.rollback()
-        raise ApiError(409, "version_conflict", "another config was set at the same moment; retry") from None
-    published = downlink.for_app(current_app).publish_config(row.device_key, version, config,
-                                                              row.tenant_id, row.id,
-                                                              peer=capabilities.of(row).peer)
-    return {"version": version, "config": config, "published": published}
+    body = parse_body(configs.VoiceConfigIn)
+    row = owned(Device, device_id, "device")
+    done = configs.set_desired_config(caller(), row, body, downlink=services.downlink())
+    return ConfigPut.dump(done)
 
 
 @endpoint("GET", "/devices/<uuid:device_id>/config",
           summary="The latest desired config and the device's latest acknowledgement", tag="devices",
           response=ConfigState, errors=(404,))
 def get_device_config(device_id: uuid.UUID):
-    return config_state(get_device(device_id))
+    return ConfigState.dump(configs.config_state(scope(), owned(Device, device_id, "device")))
 
 
 @endpoint("POST", "/devices/<uuid:device_id>/commands",
@@ -392,16 +189,13 @@ def get_device_config(device_id: uuid.UUID):
           tag="devices", body=CommandCreate, response=CommandOut, status=202, errors=(402, 404, 409, 422))
 def post_device_command(device_id: uuid.UUID):
     body = parse_body(CommandCreate)
-    row = get_device(device_id)
-    return command_out(issue_command(row, body.action, body.args)), 202
+    row = commands.issue_command(caller(), owned(Device, device_id, "device"), body.action, body.args,
+                                 downlink=services.downlink())
+    return CommandOut.dump(row), 202
 
 
 @endpoint("GET", "/devices/<uuid:device_id>/commands/<uuid:command_id>",
           summary="A command's status and the device's result", tag="devices", response=CommandOut,
           errors=(404,))
 def get_device_command(device_id: uuid.UUID, command_id: uuid.UUID):
-    row = get_device(device_id)
-    command = scope().first(Command, Command.device_id == row.id, Command.command_id == command_id)
-    if command is None:
-        raise not_found("command")
-    return command_out(command)
+    return CommandOut.dump(commands.get_command(scope(), owned(Device, device_id, "device"), command_id))

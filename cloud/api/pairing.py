@@ -10,25 +10,15 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from flask import current_app, jsonify
+from flask import jsonify
 from pydantic import Field
 
-from cloud import pairing
-from cloud.api.common import Input, Output, audit, endpoint, parse_body, scope
-from cloud.billing import enforce
-from cloud.broker.admin import BrokerAdminError
-from cloud.broker.runtime import broker_admin, device_broker_url
-from cloud.db import Device
+from cloud import pairing, services
+from cloud.api.common import Input, Output, caller, endpoint, parse_body
 from cloud.db.session import get_db
-from cloud.errors import ApiError
-from cloud.ratelimit import Limit, RateLimiter, retry_after_header
-from cloud.scoping import TenantScope
+from cloud.domain import pairing as domain_pairing
 
 POLL_INTERVAL_S = 3
-# Failed claims per tenant: 10 at once, then 10 a minute. The code space is 31^6 (~887 million) and a
-# code lives 10 minutes, so guessing one at this rate is hopeless.
-CLAIM_FAILURES = Limit(burst=10, per_minute=10)
-_claim_failures = RateLimiter()
 
 
 class CodeRequest(Input):
@@ -72,18 +62,11 @@ class Claimed(Output):
     status: str
 
 
-def _api_error(exc: pairing.PairingError) -> ApiError:
-    return ApiError(exc.status, exc.code, exc.message)
-
-
 @endpoint("POST", "/pairing/codes", summary="A device asks for a pairing code", tag="pairing",
           body=CodeRequest, response=CodeIssued, status=201, public=True, errors=(400, 429))
 def request_pairing_code():
     body = parse_body(CodeRequest)
-    try:
-        issued = pairing.request_code(get_db(), body.secret)
-    except pairing.PairingError as exc:
-        raise _api_error(exc) from None
+    issued = pairing.request_code(get_db(), body.secret)
     return jsonify(CodeIssued(code=issued.code, device_key=issued.device_key,
                               expires_at=issued.expires_at).model_dump(mode="json")), 201
 
@@ -92,20 +75,8 @@ def request_pairing_code():
           body=CollectRequest, response=Collected, public=True, errors=(403, 404, 410, 429, 503))
 def collect_pairing():
     body = parse_body(CollectRequest)
-    config = current_app.extensions["voxfleet.config"]
-    broker = current_app.extensions.get("voxfleet.broker")
-    admin = None
-    try:
-        admin = broker_admin(config, broker)
-        found = pairing.collect(get_db(), body.code, body.secret, admin, device_broker_url(config))
-    except pairing.PairingError as exc:
-        raise _api_error(exc) from None
-    except BrokerAdminError as exc:
-        get_db().rollback()
-        raise ApiError(503, "broker_unavailable", f"the broker could not be provisioned: {exc}") from None
-    finally:
-        if admin is not None:
-            admin.close()
+    found = domain_pairing.collect(get_db(), body.code, body.secret, config=services.config(),
+                                   broker=services.broker())
     if found is None:
         return jsonify(Collected(status="pending").model_dump(mode="json", exclude_none=True)), 202
     response = jsonify(Collected(status="paired", device_key=found.device_key, broker_url=found.broker_url,
@@ -120,29 +91,5 @@ def collect_pairing():
           body=ClaimRequest, response=Claimed, status=201, errors=(400, 401, 402, 403, 404, 409, 410, 429))
 def claim_pairing_code():
     body = parse_body(ClaimRequest)
-    device = claim(scope(), body.code, body.project_id, body.name)
-    return jsonify(Claimed.model_validate(device).model_dump(mode="json")), 201
-
-
-def claim(current: TenantScope, code: str, project_id: uuid.UUID, name: str | None,
-          claimed_by: uuid.UUID | None = None) -> Device:
-    """Claim a code for the tenant, audit it and commit (API and tenant portal). A failed claim counts
-    against the tenant's budget of wrong codes (429 once spent); other failures are ApiErrors with the
-    pairing error's status and code (404 unknown_code, 410 code_expired, 409 already_claimed, ...)."""
-    bucket = f"claim:{current.tenant_id}"
-    try:  # the plan's active-devices hard limit: 402 plan_limit_reached, not a wrong code
-        enforce.check_new_device(current.db, current.tenant_id)
-    except enforce.PlanLimitReached as exc:
-        raise ApiError(exc.status, exc.code, str(exc), details=exc.details) from None
-    try:
-        device = pairing.claim(current, code, project_id, name, claimed_by)
-    except pairing.PairingError as exc:
-        wait = _claim_failures.take(bucket, CLAIM_FAILURES)
-        if wait > 0:
-            raise ApiError(429, "too_many_failed_claims", "too many wrong pairing codes; wait and try again",
-                           headers={"Retry-After": retry_after_header(wait)}) from None
-        raise _api_error(exc) from None
-    audit("device.paired", target=f"device:{device.id}", project_id=str(project_id),
-          device_key=device.device_key)
-    current.commit()
-    return device
+    device = domain_pairing.claim(caller(), body.code, body.project_id, body.name)
+    return jsonify(Claimed.dump(device)), 201

@@ -2,52 +2,20 @@
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from flask import current_app
 from pydantic import Field, field_validator
-from sqlalchemy import and_, or_
 
-from cloud.api.common import (
-    Input,
-    Output,
-    audit,
-    decode_cursor,
-    encode_cursor,
-    endpoint,
-    not_found,
-    parse_body,
-    parse_query,
-    scope,
-)
-from cloud.db import Webhook, WebhookDelivery
-from cloud.db.base import utcnow
+from cloud import services
+from cloud.api.common import Input, Output, caller, endpoint, owned, parse_body, parse_query, scope
+from cloud.db import Webhook
 from cloud.db.webhooks import WEBHOOK_EVENTS
-from cloud.errors import ApiError
-from cloud.webhooks import deliver
+from cloud.domain import webhooks
 
 EventName = Literal["session.completed", "device.online", "device.offline", "usage.threshold"]
-TEST_EVENT = "webhook.test"
 MAX_PAGE = 200
-
-
-def allow_private() -> bool:
-    """``WEBHOOKS_ALLOW_PRIVATE`` in the app's config, else the cloud configuration's setting."""
-    configured = current_app.config.get("WEBHOOKS_ALLOW_PRIVATE")
-    if configured is not None:
-        return bool(configured)
-    return deliver.allow_private_default(current_app.extensions.get("voxfleet.config"))
-
-
-def _check_url(url: str) -> str:
-    try:
-        deliver.check_url(url, allow_private=allow_private())
-    except deliver.UnsafeUrl as exc:
-        raise ApiError(400, "invalid_request", f"url: {exc}") from None
-    return url
 
 
 class _Events(Input):
@@ -119,25 +87,15 @@ class TestResult(Output):
     delivered: bool
 
 
-def _out(row: Webhook) -> dict[str, Any]:
-    return WebhookOut.model_validate(row).model_dump(mode="json")
-
-
-def _get(webhook_id: uuid.UUID) -> Webhook:
-    row = scope().get(Webhook, webhook_id)
-    if row is None:
-        raise not_found("webhook")
-    return row
-
-
-def _secret() -> str:
-    return f"whsec_{secrets.token_urlsafe(32)}"
+def _with_secret(row: Webhook) -> dict[str, Any]:
+    return {**WebhookOut.dump(row), "secret": row.secret}
 
 
 @endpoint("GET", "/webhooks", summary="List webhooks (without their secrets)", tag="webhooks",
           response=WebhookList)
 def list_webhooks():
-    return {"items": [_out(r) for r in scope().all(Webhook, order_by=[Webhook.created_at, Webhook.id])]}
+    rows = scope().all(Webhook, order_by=[Webhook.created_at, Webhook.id])
+    return {"items": [WebhookOut.dump(r) for r in rows]}
 
 
 @endpoint("POST", "/webhooks",
@@ -145,77 +103,15 @@ def list_webhooks():
           body=WebhookCreate, response=WebhookWithSecret, status=201)
 def create_webhook():
     body = parse_body(WebhookCreate)
-    row = create(body.url, list(body.events), body.description, body.active)
-    return {**_out(row), "secret": row.secret}, 201
-
-
-def create(url: str, events: list[str], description: str = "", active: bool = True) -> Webhook:
-    """Register a webhook with a fresh signing secret and commit (API and portal). ApiError 400 for a
-    URL this server will not call."""
-    row = scope().add(Webhook(url=_check_url(url), events=sorted(set(events)), secret=_secret(),
-                              description=description, active=active))
-    scope().flush()
-    audit("webhook.create", f"webhook:{row.id}", events=row.events)
-    scope().commit()
-    return row
-
-
-def change(row: Webhook, changed: dict[str, Any]) -> Webhook:
-    """Apply ``changed`` (url, events, description, active) and commit; ApiError 400 for a bad URL."""
-    if "url" in changed:
-        row.url = _check_url(changed["url"])
-    if "events" in changed:
-        row.events = sorted(set(changed["events"]))
-    if "description" in changed:
-        row.description = changed["description"]
-    if "active" in changed:
-        row.active = changed["active"]
-    audit("webhook.update", f"webhook:{row.id}", fields=sorted(changed))
-    scope().commit()
-    return row
-
-
-def send_test(row: Webhook) -> tuple[WebhookDelivery, deliver.Attempt]:
-    """Send one signed test delivery now (one attempt, no retries) and log it like any delivery."""
-    now = utcnow()
-    key = uuid.uuid4()
-    body = {"type": TEST_EVENT, "id": str(key), "created_at": now.isoformat(),
-            "data": {"webhook_id": str(row.id), "message": "a test delivery from VoxFleet"}}
-    delivery = scope().add(WebhookDelivery(webhook_id=row.id, event_type=TEST_EVENT, delivery_key=key,
-                                           payload=body, status="pending", attempts=0, next_attempt_at=None))
-    scope().flush()
-    audit("webhook.test", f"webhook:{row.id}")
-    scope().commit()
-    # One attempt only: a test is about now, not about retrying for hours.
-    attempt = deliver.send(row, delivery, allow_private=allow_private())
-    deliver.record(scope(), delivery, attempt, max_attempts=1)
-    fresh = scope().get(WebhookDelivery, delivery.id)
-    assert fresh is not None
-    return fresh, attempt
-
-
-def delivery_page(row: Webhook, status: str | None, limit: int,
-                  cursor: str | None) -> tuple[list[WebhookDelivery], str | None]:
-    """A webhook's deliveries, newest first, and the next page's cursor (None on the last)."""
-    where: list[Any] = [WebhookDelivery.webhook_id == row.id]
-    if status is not None:
-        where.append(WebhookDelivery.status == status)
-    if cursor:
-        at, last = decode_cursor(cursor)
-        where.append(or_(WebhookDelivery.created_at < at,
-                         and_(WebhookDelivery.created_at == at, WebhookDelivery.id < last)))
-    rows = scope().all(WebhookDelivery, *where,
-                       order_by=[WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc()],
-                       limit=limit + 1)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, (encode_cursor(rows[-1].created_at, rows[-1].id) if more else None)
+    row = webhooks.create_webhook(caller(), body.url, body.events, body.description, body.active,
+                                  allow_private=services.webhooks_allow_private())
+    return _with_secret(row), 201
 
 
 @endpoint("GET", "/webhooks/<uuid:webhook_id>", summary="One webhook", tag="webhooks", response=WebhookOut,
           errors=(404,))
 def get_webhook(webhook_id: uuid.UUID):
-    return _out(_get(webhook_id))
+    return WebhookOut.dump(owned(Webhook, webhook_id, "webhook"))
 
 
 @endpoint("PATCH", "/webhooks/<uuid:webhook_id>",
@@ -223,41 +119,32 @@ def get_webhook(webhook_id: uuid.UUID):
           body=WebhookUpdate, response=WebhookOut, errors=(404,))
 def update_webhook(webhook_id: uuid.UUID):
     body = parse_body(WebhookUpdate)
-    return _out(change(_get(webhook_id), body.model_dump(exclude_none=True)))
+    row = owned(Webhook, webhook_id, "webhook")
+    return WebhookOut.dump(webhooks.update_webhook(caller(), row, body.model_dump(exclude_none=True),
+                                                   allow_private=services.webhooks_allow_private()))
 
 
 @endpoint("POST", "/webhooks/<uuid:webhook_id>/rotate-secret",
           summary="Replace the signing secret; the new one is shown once", tag="webhooks",
           response=WebhookWithSecret, errors=(404,))
 def rotate_webhook_secret(webhook_id: uuid.UUID):
-    row = _get(webhook_id)
-    row.secret = _secret()
-    audit("webhook.rotate_secret", f"webhook:{row.id}")
-    scope().commit()
-    return {**_out(row), "secret": row.secret}
+    return _with_secret(webhooks.rotate_webhook_secret(caller(), owned(Webhook, webhook_id, "webhook")))
 
 
 @endpoint("DELETE", "/webhooks/<uuid:webhook_id>", summary="Delete a webhook and its delivery log",
           tag="webhooks", status=204, errors=(404,))
 def delete_webhook(webhook_id: uuid.UUID):
-    delete(_get(webhook_id))
+    webhooks.delete_webhook(caller(), owned(Webhook, webhook_id, "webhook"))
     return "", 204
-
-
-def delete(row: Webhook) -> None:
-    """Delete a webhook with its delivery log, and commit (API and portal)."""
-    audit("webhook.delete", f"webhook:{row.id}", url_host=row.url.split("/")[2] if "//" in row.url else "")
-    scope().delete(WebhookDelivery, WebhookDelivery.webhook_id == row.id)
-    scope().remove(row)
-    scope().commit()
 
 
 @endpoint("POST", "/webhooks/<uuid:webhook_id>/test",
           summary="Send a signed test delivery now and report the receiver's response code",
           tag="webhooks", response=TestResult, errors=(404,))
 def test_webhook(webhook_id: uuid.UUID):
-    fresh, attempt = send_test(_get(webhook_id))
-    return {"delivery": DeliveryOut.model_validate(fresh).model_dump(mode="json"),
+    fresh, attempt = webhooks.send_test_delivery(caller(), owned(Webhook, webhook_id, "webhook"),
+                                                 allow_private=services.webhooks_allow_private())
+    return {"delivery": DeliveryOut.dump(fresh),
             "response_code": attempt.status, "delivered": attempt.ok}
 
 
@@ -266,6 +153,6 @@ def test_webhook(webhook_id: uuid.UUID):
           query=DeliveryQuery, response=DeliveryList, errors=(404,))
 def list_deliveries(webhook_id: uuid.UUID):
     q = parse_query(DeliveryQuery)
-    rows, next_cursor = delivery_page(_get(webhook_id), q.status, q.limit, q.cursor)
-    return {"items": [DeliveryOut.model_validate(r).model_dump(mode="json") for r in rows],
-            "next_cursor": next_cursor}
+    page = webhooks.delivery_page(scope(), owned(Webhook, webhook_id, "webhook"), q.status, q.limit, q.cursor)
+    return {"items": [DeliveryOut.dump(r) for r in page.rows],
+            "next_cursor": page.next_cursor}

@@ -16,10 +16,12 @@ WEB_MODULES = ("signin", "account", "operator", "tenant", "member")
 
 
 def register(app: Flask) -> None:
-    from cloud.web import access, csrf
+    from cloud.web import access, csrf, formats, refusals
 
     csrf.init_app(app)
     access.init_app(app)
+    refusals.init_app(app)
+    formats.init_app(app)
     for name in WEB_MODULES:
         try:
             module = importlib.import_module(f"cloud.web.{name}")

@@ -171,11 +171,16 @@ def _template_globals() -> dict[str, Any]:
 
 MESSAGES = {
     400: ("Could not do that", None),
+    402: ("Plan limit reached", None),
     403: ("Not allowed", "Your role does not give access to this page."),
     404: ("Not found", "There is no such page, or it belongs to someone else."),
     405: ("Not allowed", "That page does not accept this kind of request."),
+    409: ("Could not do that", None),
+    410: ("No longer valid", None),
     413: ("Too large", "What was sent is too large."),
+    422: ("Could not do that", None),
     429: ("Slow down", "Too many attempts; wait a moment and try again."),
+    503: ("Not available now", None),
     500: ("Something went wrong", "The error has been logged. Try again in a moment."),
 }
 

@@ -1,5 +1,5 @@
 """The operator blueprint, its menu, and what its pages share: the acting user, paging, the way back
-after a POST, dates and "ago" in lists."""
+after a POST, dates in lists ("ago" is every portal's: cloud/web/formats.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Any
 
 from flask import Blueprint, request, url_for
 
-from cloud.db import utcnow
 from cloud.web.access import current_user, nav
 
 bp = Blueprint("operator", __name__, url_prefix="/operator")
@@ -62,17 +61,3 @@ def page_url(number: int, param: str = "page") -> str:
 @bp.app_template_filter("op_when")
 def when(value: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else "never"
-
-
-@bp.app_template_filter("op_ago")
-def ago(value: Any) -> str:
-    """How long ago, in the largest unit that says it: what an operator scanning a list needs."""
-    if value is None:
-        return "never"
-    seconds = int((utcnow() - value).total_seconds())
-    if seconds < 0:
-        return "just now"
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds // size} {unit} ago"
-    return f"{seconds} s ago"

@@ -1,11 +1,12 @@
 """The tenant portal (/tenant/...): what a tenant's owners and admins run their fleet with.
 
 One blueprint, ``bp``, with its views split by topic (devices, sessions, projects, keys, usage, team,
-settings). Views do no data work of their own where the REST API already does it: they call the same
-plain functions the API routes call (cloud/api/*.py), which read the caller's TenantScope from
-``flask.g.scope`` (set by cloud.web.access for a signed-in tenant user) and audit as ``g.actor``
-(set in blueprint.py to ``user:<id>``). So a rule such as "a project with devices cannot be deleted" lives in
-one place and the portal and the API cannot drift apart.
+settings). Views do no data work of their own where the REST API does the same: both call the domain
+(cloud/domain/*.py) with the caller's TenantScope and actor (``common.caller()``: ``user:<id>`` here,
+``api_key:<prefix>`` there), so a rule such as "a project with devices cannot be deleted" lives in
+one place and the portal and the API cannot drift apart. A refusal (DomainError) is shown beside
+its field or in a flash where a view can say where it belongs, else as the error page
+(cloud/web/refusals.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""What the tenant and member portals share: reading ids and times from forms, turning the API's
-errors into messages beside a field, formatting times, and the queries behind the dashboards."""
+"""What the tenant and member portals share: the caller they hand the domain (cloud/domain), reading
+ids and times from forms, formatting times, and the queries behind the dashboards."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, abort
+from flask import Blueprint, g
 from sqlalchemy import Row, func, select
 
 from cloud.db import AuditEntry, Device, Project, VoiceSession
-from cloud.errors import ApiError
+from cloud.domain.caller import Caller
+from cloud.domain.lookup import get_owned
 from cloud.scoping import TenantScope
-from cloud.web.access import scope
+from cloud.web.access import client_ip, current_user, scope
 
 # End states that mean the device did not do what was asked (the "failed intents" of the dashboard).
 FAILED_STATES = ("not_understood", "no_transcript", "error")
@@ -38,11 +39,14 @@ def as_uuid(value: str | None) -> uuid.UUID | None:
 
 
 def owned(model: type, id_: Any) -> Any:
-    """The signed-in tenant's row with this id, else 404 (another tenant's id looks like no id at all)."""
-    row = scope().get(model, id_)
-    if row is None:
-        abort(404)
-    return row
+    """The signed-in tenant's row with this id, else the 404 page (another tenant's id looks like no id
+    at all): cloud.domain.lookup.get_owned, answered by cloud/web/refusals.py."""
+    return get_owned(scope(), model, id_)
+
+
+def caller() -> Caller:
+    """The signed-in person as the domain's caller: their tenant, and ``user:<id>`` in the audit log."""
+    return Caller(scope(), g.get("actor") or f"user:{current_user().id}", client_ip())
 
 
 def parse_when(value: str | None) -> datetime | None:
@@ -57,31 +61,8 @@ def parse_when(value: str | None) -> datetime | None:
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
-def message(exc: ApiError) -> str:
-    """An API error as a sentence for a person: capitalised, without the API's field prefix."""
-    text = exc.message
-    head, sep, rest = text.partition(": ")
-    if sep and head.replace("_", "").isalnum() and " " not in head:
-        text = rest
-    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
-
-
 def fmt_time(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
-
-
-def fmt_ago(value: datetime | None) -> str:
-    """How long ago, in words a person reads at a glance ("4 min ago")."""
-    if value is None:
-        return "never"
-    seconds = (datetime.now(UTC) - value).total_seconds()
-    if seconds < 0:
-        return "just now"
-    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            n = int(seconds // size)
-            return f"{n} {unit}{'s' if unit == 'day' and n != 1 else ''} ago"
-    return f"{int(seconds)} s ago"
 
 
 def fmt_ms(value: Any) -> str:
@@ -92,7 +73,6 @@ def fmt_ms(value: Any) -> str:
 
 def register_filters(bp: Blueprint) -> None:
     bp.add_app_template_filter(fmt_time, "when")
-    bp.add_app_template_filter(fmt_ago, "ago")
     bp.add_app_template_filter(fmt_ms, "ms")
 
 

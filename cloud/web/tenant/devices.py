@@ -7,14 +7,15 @@ from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
 
-from cloud import capabilities
-from cloud.api import devices as api_devices
-from cloud.api import pairing as api_pairing
+from cloud import capabilities, services
 from cloud.db import Command, Device, Heartbeat, Project, VoiceSession
-from cloud.errors import ApiError
+from cloud.domain import configs, pairing
+from cloud.domain import devices as domain_devices
+from cloud.domain.errors import DomainError
 from cloud.web.access import TENANT_ADMINS, allow, current_user, scope
+from cloud.web.refusals import sentence
 from cloud.web.tenant.blueprint import bp
-from cloud.web.tenant.common import as_uuid, message, owned
+from cloud.web.tenant.common import as_uuid, caller, owned
 
 HEARTBEATS_SHOWN = 50
 
@@ -56,8 +57,8 @@ def devices():
 @bp.post("/devices/pair")
 @allow(*TENANT_ADMINS)
 def pair_device():
-    """Claim the device that shows the typed code (cloud.pairing.claim, through the API's function so
-    wrong codes count against the same per-tenant budget)."""
+    """Claim the device that shows the typed code (cloud.domain.pairing.claim, as the API does, so wrong
+    codes count against the same per-tenant budget)."""
     form = {k: request.form.get(k, "").strip() for k in ("code", "project_id", "name")}
     errors: dict[str, str] = {}
     project_id = as_uuid(form["project_id"])
@@ -72,16 +73,15 @@ def pair_device():
     if errors:
         return _list_page(form, errors, 400)
     try:
-        device = api_pairing.claim(
-            scope(), form["code"], project_id, form["name"] or None, claimed_by=current_user().id
-        )
-    except ApiError as exc:
+        device = pairing.claim(caller(), form["code"], project_id, form["name"] or None,
+                               claimed_by=current_user().id)
+    except DomainError as exc:
         field = "project_id" if exc.code == "unknown_project" else "code"
         hint = {
             "unknown_code": "No device shows this code. Check it on the device's screen or setup page.",
             "code_expired": "This code has expired. The device shows a new one; type that instead.",
             "already_claimed": "This code was already used to pair a device.",
-        }.get(exc.code, message(exc))
+        }.get(exc.code, sentence(exc))
         errors[field] = hint
         return _list_page(form, errors, exc.status if exc.status != 404 else 400)
     flash(f"Paired “{device.name}”. It appears online once it has collected its credentials and connected.")
@@ -126,7 +126,7 @@ def device(
         services=latest.get("services") or {},
         versions=latest.get("versions") or {},
         latest=latest,
-        config=api_devices.config_state(row),
+        config=configs.config_state(current, row),
         abilities=capabilities.of(row),
         form=form or {"name": row.name, "project_id": str(row.project_id)},
         errors=errors or {},
@@ -148,11 +148,10 @@ def update_device(device_id):
         errors["project_id"] = "Choose a project."
     if not errors:
         try:
-            api_devices.change_device(row, name=form["name"], project_id=project_id)
-            scope().commit()
-        except ApiError as exc:
+            domain_devices.update_device(caller(), row, name=form["name"], project_id=project_id)
+        except DomainError as exc:
             scope().db.rollback()
-            errors["project_id"] = message(exc)
+            errors["project_id"] = sentence(exc)
     if errors:
         return device(device_id, form, errors, 400)
     flash("Device saved.")
@@ -165,9 +164,9 @@ def unpair_device(device_id):
     """Revoke the broker credentials and disconnect, as DELETE /api/v1/devices/{id} does."""
     row = owned(Device, device_id)
     try:
-        api_devices.unpair(row)
-    except ApiError as exc:
-        flash(f"Could not unpair: {message(exc)} Nothing was changed; try again in a moment.", "error")
+        domain_devices.unpair(caller(), row, config=services.config(), broker=services.broker())
+    except DomainError as exc:
+        flash(f"Could not unpair: {sentence(exc)} Nothing was changed; try again in a moment.", "error")
         return redirect(url_for("tenant.device", device_id=device_id))
     flash(
         f"“{row.name}” is unpaired: its broker login is revoked and it is disconnected. "

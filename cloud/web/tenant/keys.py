@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
 
-from cloud.api import keys as api_keys
 from cloud.db import ApiKey
 from cloud.db.base import utcnow
-from cloud.errors import ApiError
+from cloud.domain import api_keys
+from cloud.domain.errors import DomainError
 from cloud.web.access import TENANT_ADMINS, allow, scope
+from cloud.web.refusals import sentence
 from cloud.web.tenant.blueprint import bp
-from cloud.web.tenant.common import message, owned
+from cloud.web.tenant.common import caller, owned
 
 OVERLAPS = {"0": "End the old key now", "3600": "1 hour", "86400": "24 hours", "604800": "7 days"}
 
@@ -64,8 +65,8 @@ def create_key():
         errors["scope"] = "Choose read or write."
     if errors:
         return _page(form=form, errors=errors, status=400)
-    row, key = api_keys.create(form["name"], form["scope"])
-    return _page(new_key=key, new_row=row, status=201)
+    made = api_keys.create_api_key(caller(), form["name"], form["scope"])
+    return _page(new_key=made.key, new_row=made.row, status=201)
 
 
 @bp.post("/keys/<uuid:key_id>/rotate")
@@ -77,17 +78,17 @@ def rotate_key(key_id):
         flash("Choose how long the old key keeps working.", "error")
         return redirect(url_for("tenant.keys"))
     try:
-        row, key = api_keys.rotate(old, int(overlap))
-    except ApiError as exc:
+        made = api_keys.rotate_api_key(caller(), old, int(overlap))
+    except DomainError as exc:
         scope().db.rollback()
-        flash(message(exc), "error")
+        flash(sentence(exc), "error")
         return redirect(url_for("tenant.keys"))
-    return _page(new_key=key, new_row=row, status=201)
+    return _page(new_key=made.key, new_row=made.row, status=201)
 
 
 @bp.post("/keys/<uuid:key_id>/revoke")
 @allow(*TENANT_ADMINS)
 def revoke_key(key_id):
-    row = api_keys.revoke(owned(ApiKey, key_id))
+    row = api_keys.revoke_api_key(caller(), owned(ApiKey, key_id))
     flash(f"Key {row.prefix} is revoked: requests with it are refused from now on.")
     return redirect(url_for("tenant.keys"))

@@ -1,17 +1,18 @@
-"""Projects: groups of devices. Create, rename, delete (refused while devices are in it, as the API
-does: deleting would leave them without a project), and each project's devices."""
+"""Projects: groups of devices. Create, rename, delete (refused while devices are in it: deleting would
+leave them without a project; the rules are cloud/domain/projects.py's), and each project's devices."""
 
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
-from cloud.api import projects as api_projects
 from cloud.db import Device, Project
-from cloud.errors import ApiError
+from cloud.domain import projects as domain_projects
+from cloud.domain.errors import DomainError
 from cloud.web.access import TENANT_ADMINS, allow, scope
+from cloud.web.refusals import sentence
 from cloud.web.tenant.blueprint import bp
-from cloud.web.tenant.common import message, owned
+from cloud.web.tenant.common import caller, owned
 
 
 def _counts() -> dict:
@@ -58,19 +59,21 @@ def projects():
 def create_project():
     errors: dict[str, str] = {}
     form = _form(errors)
+    status = 400
     if not errors:
         try:
-            row = api_projects.create(form["name"], form["description"])
-        except ApiError as exc:
+            row = domain_projects.create_project(caller(), form["name"], form["description"])
+        except DomainError as exc:
             scope().db.rollback()
-            errors["name"] = message(exc)
+            errors["name"] = sentence(exc)
+            status = exc.status
         else:
             flash(
                 f"Project “{row.name}” created. Pair devices into it from the Devices page, or move "
                 "devices here from their own pages."
             )
             return redirect(url_for("tenant.project", project_id=row.id))
-    return _list(form, errors, 400 if not errors.get("name", "").startswith("A project named") else 409)
+    return _list(form, errors, status)
 
 
 @bp.get("/projects/<uuid:project_id>")
@@ -99,10 +102,10 @@ def update_project(project_id):
     form = _form(errors)
     if not errors:
         try:
-            api_projects.change(row, form["name"], form["description"])
-        except ApiError as exc:
+            domain_projects.update_project(caller(), row, name=form["name"], description=form["description"])
+        except DomainError as exc:
             scope().db.rollback()
-            errors["name"] = message(exc)
+            errors["name"] = sentence(exc)
         else:
             flash("Project saved.")
             return redirect(url_for("tenant.project", project_id=row.id))
@@ -115,14 +118,14 @@ def delete_project(project_id):
     row = owned(Project, project_id)
     name = row.name
     try:
-        api_projects.delete(row)
-    except ApiError as exc:
+        domain_projects.delete_project(caller(), row)
+    except DomainError as exc:
         scope().db.rollback()
         reason = (
             "This project still has devices. Move each device to another project (on its page) or "
             "unpair it, then delete the project."
             if exc.code == "project_not_empty"
-            else message(exc)
+            else sentence(exc)
         )
         return project(project_id, None, {"delete": reason}, 409)
     flash(f"Project “{name}” deleted.")

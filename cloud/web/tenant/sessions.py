@@ -7,12 +7,14 @@ from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
 
-from cloud.api import sessions as api_sessions
+from cloud import services
 from cloud.db import Device, Project, VoiceSession
-from cloud.errors import ApiError
+from cloud.domain import sessions as domain_sessions
+from cloud.domain.errors import DomainError
 from cloud.web.access import TENANT_ADMINS, allow, scope
+from cloud.web.refusals import sentence
 from cloud.web.tenant.blueprint import bp
-from cloud.web.tenant.common import OUTCOMES, as_uuid, choices, message, owned, parse_when
+from cloud.web.tenant.common import OUTCOMES, as_uuid, caller, choices, owned, parse_when
 
 PAGE = 25
 
@@ -77,7 +79,7 @@ def session_list(ep: str) -> str:
     rows: list[VoiceSession] = []
     next_cursor = None
     if not errors:
-        where = api_sessions.session_conditions(
+        where = domain_sessions.session_conditions(
             device_id=as_uuid(filters["device"]),
             project_id=as_uuid(filters["project"]),
             from_=when["from"],
@@ -86,10 +88,11 @@ def session_list(ep: str) -> str:
             outcome=filters["outcome"] or None,
         )
         try:
-            rows, next_cursor = api_sessions.session_page(where, PAGE, args.get("cursor") or None)
-        except ApiError:
+            page = domain_sessions.session_page(current, where, PAGE, args.get("cursor") or None)
+        except DomainError:
             errors["cursor"] = "That page link is no longer valid; showing the first page."
-            rows, next_cursor = api_sessions.session_page(where, PAGE, None)
+            page = domain_sessions.session_page(current, where, PAGE, None)
+        rows, next_cursor = page.rows, page.next_cursor
     # The filter dropdowns list every device and project; their names label the rows too, so one
     # two-column query each serves both (not full ORM rows, loaded twice).
     devices = choices(current, Device, [Device.name, Device.id])
@@ -117,7 +120,7 @@ def session_list(ep: str) -> str:
 def timeline(ep: str, session_id: Any, can_end: bool) -> str:
     row = owned(VoiceSession, session_id)
     current = scope()
-    events = api_sessions.session_events(row)
+    events = domain_sessions.session_events(current, row)
     start = events[0].ts if events else row.started_at
     steps = [
         {
@@ -128,7 +131,7 @@ def timeline(ep: str, session_id: Any, can_end: bool) -> str:
         }
         for e in events
     ]
-    active = row.ended_at is None and row.end_state in (None, "open")
+    active = domain_sessions.is_open(row)
     return render_template(
         "tenant/session.html",
         session=row,
@@ -160,9 +163,9 @@ def end_session(session_id):
     """Send ``end_session`` through the downlink, as POST /api/v1/sessions/{id}/end does."""
     row = owned(VoiceSession, session_id)
     try:
-        command = api_sessions.end(row)
-    except ApiError as exc:
-        flash(f"Could not end the session: {message(exc)}", "error")
+        command = domain_sessions.end_session(caller(), row, downlink=services.downlink())
+    except DomainError as exc:
+        flash(f"Could not end the session: {sentence(exc)}", "error")
     else:
         if command.status == "pending":
             flash(

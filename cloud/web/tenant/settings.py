@@ -12,14 +12,15 @@ from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
 
-from cloud.api import webhooks as api_webhooks
-from cloud.api.common import audit
+from cloud import services
 from cloud.db import Webhook
 from cloud.db.webhooks import WEBHOOK_EVENTS
-from cloud.errors import ApiError
+from cloud.domain import webhooks
+from cloud.domain.errors import DomainError
 from cloud.web.access import TENANT_ADMINS, allow, scope
+from cloud.web.refusals import sentence
 from cloud.web.tenant.blueprint import bp
-from cloud.web.tenant.common import message, owned
+from cloud.web.tenant.common import caller, owned
 
 NOTIFICATIONS = {
     "device_offline": "Email when a device goes offline for more than 10 minutes",
@@ -95,7 +96,7 @@ def save_profile():
         )
     tenant = scope().tenant()
     if name != tenant.name:
-        audit("tenant.renamed", target=f"tenant:{tenant.id}", old=tenant.name, new=name)
+        caller().audit("tenant.renamed", target=f"tenant:{tenant.id}", old=tenant.name, new=name)
         tenant.name = name
         scope().commit()
     flash("Organisation profile saved.")
@@ -112,7 +113,7 @@ def save_notifications():
     prefs["recipients"] = recipients
     tenant = scope().tenant()
     tenant.settings = {**(tenant.settings or {}), "notifications": prefs}
-    audit("tenant.notifications", target=f"tenant:{scope().tenant_id}", **prefs)
+    caller().audit("tenant.notifications", target=f"tenant:{scope().tenant_id}", **prefs)
     scope().commit()
     flash("Notification preferences saved.")
     return redirect(url_for("tenant.settings") + "#notifications")
@@ -141,10 +142,11 @@ def create_webhook():
     form = _hook_form(errors)
     if not errors:
         try:
-            row = api_webhooks.create(form["url"], form["events"], form["description"])
-        except ApiError as exc:
+            row = webhooks.create_webhook(caller(), form["url"], form["events"], form["description"],
+                                          allow_private=services.webhooks_allow_private())
+        except DomainError as exc:
             scope().db.rollback()
-            errors["url"] = message(exc)
+            errors["url"] = sentence(exc)
         else:
             return _page(new_hook=row, status=201)
     return _page(hook_form=form, errors=errors, status=400)
@@ -160,12 +162,12 @@ def webhook(
     status: int = 200,
 ):
     row = owned(Webhook, webhook_id)
-    deliveries, next_cursor = api_webhooks.delivery_page(row, None, DELIVERIES_SHOWN, None)
+    deliveries = webhooks.delivery_page(scope(), row, None, DELIVERIES_SHOWN, None)
     return render_template(
         "tenant/webhook.html",
         hook=row,
-        deliveries=deliveries,
-        more=next_cursor is not None,
+        deliveries=deliveries.rows,
+        more=deliveries.next_cursor is not None,
         event_labels=EVENT_LABELS,
         errors=errors or {},
         test=test,
@@ -183,10 +185,11 @@ def update_webhook(webhook_id):
     form["active"] = request.form.get("active") == "on"
     if not errors:
         try:
-            api_webhooks.change(row, {k: form[k] for k in ("url", "events", "description", "active")})
-        except ApiError as exc:
+            webhooks.update_webhook(caller(), row, {k: form[k] for k in webhooks.CHANGEABLE},
+                                    allow_private=services.webhooks_allow_private())
+        except DomainError as exc:
             scope().db.rollback()
-            errors["url"] = message(exc)
+            errors["url"] = sentence(exc)
         else:
             flash("Webhook saved.")
             return redirect(url_for("tenant.webhook", webhook_id=row.id))
@@ -197,7 +200,8 @@ def update_webhook(webhook_id):
 @allow(*TENANT_ADMINS)
 def test_webhook(webhook_id):
     """Send one signed test delivery now and show what the receiver answered."""
-    delivery, attempt = api_webhooks.send_test(owned(Webhook, webhook_id))
+    delivery, attempt = webhooks.send_test_delivery(caller(), owned(Webhook, webhook_id),
+                                                    allow_private=services.webhooks_allow_private())
     return webhook(
         webhook_id,
         test={"code": attempt.status, "ok": attempt.ok, "error": attempt.error, "delivery": delivery},
@@ -207,6 +211,6 @@ def test_webhook(webhook_id):
 @bp.post("/webhooks/<uuid:webhook_id>/delete")
 @allow(*TENANT_ADMINS)
 def delete_webhook(webhook_id):
-    api_webhooks.delete(owned(Webhook, webhook_id))
+    webhooks.delete_webhook(caller(), owned(Webhook, webhook_id))
     flash("Webhook deleted; no more events are sent to it.")
     return redirect(url_for("tenant.settings") + "#webhooks")

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
 
-from cloud.api.common import audit
 from cloud.db import User
 from cloud.web.access import TENANT_ADMINS, allow, current_user, scope
 from cloud.web.identity.invites import InviteError, invite_user
 from cloud.web.tenant.blueprint import bp
-from cloud.web.tenant.common import owned
+from cloud.web.tenant.common import caller, owned
 
 ROLES = {"tenant_owner": "Owner", "tenant_admin": "Admin", "tenant_member": "Member (read-only)"}
 
@@ -127,7 +126,7 @@ def change_role(user_id):
         flash(refusal, "error")
         return _page(status=409 if "last owner" in refusal else 403)
     if role != target.role:
-        audit("user.role_changed", target=f"user:{target.id}", old=target.role, new=role)
+        caller().audit("user.role_changed", target=f"user:{target.id}", old=target.role, new=role)
         target.role = role
         scope().commit()
         flash(f"{target.email} is now {ROLES[role].lower()}.")
@@ -148,7 +147,7 @@ def remove_member(user_id):
         flash(refusal, "error")
         return _page(status=409 if "last owner" in refusal else 403)
     email = target.email
-    audit("user.removed", target=f"user:{target.id}", role=target.role)
+    caller().audit("user.removed", target=f"user:{target.id}", role=target.role)
     scope().remove(target)
     scope().commit()
     flash(f"{email} no longer has access to this organisation.")

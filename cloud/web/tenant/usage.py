@@ -1,6 +1,6 @@
 """Usage analytics: sessions, speech-to-text seconds, TTS characters and intents per period (last 24 h by
 hour, 7 or 30 days by day, or a custom range), by device or project, with a CSV export of the same
-figures. The sums come from the API's own aggregation (cloud.api.usage.aggregate)."""
+figures. The sums are the ones GET /api/v1/usage reports (cloud.domain.usage.aggregate)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from typing import Any
 from flask import Response, render_template, request
 from sqlalchemy import func, select
 
-from cloud.api import usage as api_usage
 from cloud.db import VoiceSession
 from cloud.db.usage import METERS
+from cloud.domain.usage import aggregate
 from cloud.web.access import TENANT_ADMINS, allow, scope
 from cloud.web.tenant.blueprint import bp
 from cloud.web.tenant.common import names, parse_when
@@ -138,7 +138,7 @@ def usage():
     if span is None:
         return render_template("tenant/usage.html", **context), 400
     group = form["group_by"] or None
-    overall, totals = api_usage.aggregate(span["start"], span["end"], span["period"], None)
+    overall, totals = aggregate(scope(), span["start"], span["end"], span["period"], None)
     by_period = {r["period"]: r for r in overall}
     series = {"x": [], **{key: [] for key, _ in CHARTS}}
     table = []
@@ -151,7 +151,7 @@ def usage():
     breakdown = []
     if group:
         device_names, project_names = names(scope())
-        grouped, _ = api_usage.aggregate(span["start"], span["end"], span["period"], group)
+        grouped, _ = aggregate(scope(), span["start"], span["end"], span["period"], group)
         sums: dict[Any, dict[str, float]] = {}
         for r in grouped:
             key = r.get(f"{group}_id")
@@ -181,7 +181,7 @@ def usage_csv():
     if span is None:
         return Response("; ".join(f"{k}: {v}" for k, v in errors.items()) + "\n", 400, mimetype="text/plain")
     group = form["group_by"] or None
-    rows, _ = api_usage.aggregate(span["start"], span["end"], span["period"], group)
+    rows, _ = aggregate(scope(), span["start"], span["end"], span["period"], group)
     device_names, project_names = names(scope()) if group else ({}, {})
     out = io.StringIO()
     writer = csv.writer(out)
