@@ -5,7 +5,6 @@ points at both, and devices provisioned the way pairing does it (a Device row an
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from cloud.scoping import PlatformScope, TenantScope, session_factory
 from device.sync.link import LinkConfig, MqttLink
 from protocol import messages
 from protocol.ids import new_event_id
+from tests.waiting import wait_until
 
 WAIT = 20.0  # seconds to wait for something that should happen
 
@@ -119,14 +119,7 @@ def cloud_config(data_dir: Path, database_url: str, *, broker_port: int, service
 
 
 def wait_for(check: Callable[[], Any], timeout: float = WAIT, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what} (last value {value!r})")
-        time.sleep(0.05)
+    return wait_until(check, timeout, what, every=0.05)
 
 
 # --- protocol messages, as a device's agent makes them ------------------------------------------------

@@ -35,8 +35,9 @@ from cloud.scoping import PlatformScope, TenantScope, session_factory
 from device.voice import samples
 from tests.conftest import VOXFLEET
 from tests.e2e.test_cloud_e2e import cloud as cloud_fixture  # noqa: F401  (the cloud of test_cloud_e2e)
-from tests.e2e.test_cloud_e2e import sync_state, wait_until
+from tests.e2e.test_cloud_e2e import sync_state
 from tests.stand_ins.lago import LagoStandIn
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.voice
 

@@ -11,7 +11,6 @@ import json
 import os
 import secrets
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import requests
 
 from device.voice import samples
 from tests.conftest import VOXFLEET, free_port
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.voice
 
@@ -44,16 +44,6 @@ class Cloud:
                               timeout=120)
         assert done.returncode == 0, done.stderr
         return done.stdout
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def healthy(url: str) -> bool:

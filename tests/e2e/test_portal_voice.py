@@ -15,7 +15,8 @@ import pytest
 from device.voice import samples
 from tests.cloud.browser import screenshot, sign_in
 from tests.conftest import VOXFLEET
-from tests.e2e.test_cloud_e2e import sync_state, wait_until
+from tests.e2e.test_cloud_e2e import sync_state
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.voice
 

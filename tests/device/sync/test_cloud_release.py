@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ from tests.conftest import free_port
 from tests.device.sync.test_agent import exchange
 from tests.device.sync.test_sync import Subscriber
 from tests.protocol import previous
+from tests.waiting import wait_until
 
 BROKER = "mqtt://127.0.0.1:1883"
 
@@ -63,13 +63,7 @@ class Running:
         return [p for t, p, _ in list(self.sub.messages) if t == wanted and p]
 
     def wait(self, check, what: str, timeout: float = 30.0):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            found = check()
-            if found:
-                return found
-            time.sleep(0.1)
-        pytest.fail(f"timed out waiting for {what}")
+        return wait_until(check, timeout, what, every=0.1)
 
     def send(self, channel: Channel, payload: bytes) -> None:
         self.agent.on_down(channel, payload)

@@ -16,7 +16,7 @@ import requests
 
 from tests.conftest import free_port
 from tests.e2e.compat.install import Code
-from tests.e2e.compat.waiting import wait_until
+from tests.waiting import wait_until
 
 
 @dataclass

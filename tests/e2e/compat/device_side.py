@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tests.conftest import free_port
 from tests.e2e.compat.install import Code
-from tests.e2e.compat.waiting import wait_until
+from tests.waiting import wait_until
 
 STACK_START_SECONDS = 400  # the supervisor's own start timeout is 180 s; two cores shared by several runs
 

@@ -14,7 +14,7 @@ from tests.e2e.compat import probe
 from tests.e2e.compat.cloud_side import Cloud
 from tests.e2e.compat.device_side import Device, running
 from tests.e2e.compat.install import Code
-from tests.e2e.compat.waiting import wait_until
+from tests.waiting import wait_until
 
 # The stack's Python services by their supervisor names (every release so far), each probed.
 PYTHON_SERVICES = ("messagebus", "volume", "agent", "core", "audio", "listener")

@@ -19,5 +19,6 @@ def wait_until(predicate: Callable[[], T], timeout: float, what: str, every: flo
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}", pytrace=False)
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last value {value!r})",
+                        pytrace=False)
         time.sleep(every)
