@@ -25,10 +25,10 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from device import samples  # noqa: E402
 from device.offline import force_offline  # noqa: E402
 from device.paths import DevicePaths  # noqa: E402
 from device.settings import DeviceSettings  # noqa: E402
+from device.voice import samples  # noqa: E402
 from device.voice.listen import Listener  # noqa: E402
 
 force_offline()
