@@ -189,8 +189,10 @@ def sync(data_dir, once, timeout) -> None:
     import signal
 
     from device.paths import DevicePaths
+    from device.sync import cloud_peer
     from device.sync.link import LinkError, MqttLink, drain, load_link_config
     from device.sync.store import Store, StoreError
+    from protocol.versions import LEGACY
 
     paths = DevicePaths.at(data_dir)
     try:
@@ -198,15 +200,18 @@ def sync(data_dir, once, timeout) -> None:
     except StoreError as exc:  # a store this release cannot use, or no room to open it
         _fail(str(exc))
     try:
-        link = MqttLink(load_link_config(paths.root / "cloud.json"))
+        config = load_link_config(paths.root / "cloud.json")
+        link = MqttLink(config)
         link.start(timeout=timeout)
     except LinkError as exc:
         _fail(f"{exc}; {store.depth()} events stay queued")
+    # Written for the cloud's release, as the agent does (a 0.1.0 cloud refuses fields it does not know).
+    peer = (cloud_peer.probe(config.cloud_url) if config.cloud_url else None) or LEGACY
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     try:
         while True:
-            sent = drain(store, link, ack_timeout=timeout)
+            sent = drain(store, link, ack_timeout=timeout, peer=peer)
             if sent:
                 _say(f"delivered {sent} events")
             if once or stop["now"]:

@@ -123,6 +123,10 @@ class IntentMatched(_Event):
     type: Literal["intent.matched"] = "intent.matched"
     skill_id: Name
     intent: Name
+    # Which stage of the device's intent pipeline matched (an open set: "padacioso_high", "adapt_high",
+    # "semantic", ...) and how sure it was, 0-1 (since 0.2.0; the cloud's intent analytics use them).
+    stage: Annotated[str, Field(max_length=64)] | None = Field(default=None, json_schema_extra=since("0.2.0"))
+    confidence: float | None = Field(default=None, ge=0, le=1, json_schema_extra=since("0.2.0"))
 
 
 class IntentFailed(_Event):
@@ -327,6 +331,35 @@ def _for_peer(model: BaseModel, data: Any, peer: Peer) -> Any:
         elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
             data[key] = [_for_peer(item, raw, peer) for item, raw in zip(value, data[key], strict=True)]
     return data
+
+
+def _event_fields_since() -> dict[str, tuple[tuple[str, str], ...]]:
+    """Per event type, its fields added since 0.1.0 and the release that added each."""
+    found = {}
+    for event in get_args(get_args(Event)[0]):
+        added = tuple((field.alias or name, _since(field)) for name, field in event.model_fields.items()
+                      if _since(field) is not None)
+        if added:
+            found[event.model_fields["type"].default] = added
+    return found
+
+
+_EVENT_SINCE = _event_fields_since()
+
+
+def event_for_peer(payload: str, peer: Peer) -> str:
+    """One stored event's JSON (as the outbox keeps it) without the fields ``peer`` does not read: the
+    outbox sends stored events as they are, so the leaving-out ``encode`` does for messages happens here."""
+    if not _EVENT_SINCE:
+        return payload
+    event = json.loads(payload)
+    added = _EVENT_SINCE.get(event.get("type"), ())
+    drop = [key for key, release in added if key in event and not peer.knows(release)]
+    if not drop:
+        return payload
+    for key in drop:
+        del event[key]
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
 
 
 def encode(message: BaseModel, peer: Peer | None = None) -> bytes:

@@ -41,6 +41,9 @@ class SessionOut(Output):
     transcript: str | None
     intent_skill: str | None
     intent_name: str | None
+    intent_stage: str | None = Field(default=None, description="the device pipeline's stage that matched "
+                                                              "(devices from 0.2.0)")
+    intent_confidence: float | None = Field(default=None, description="how sure that stage was, 0-1")
     answer: str | None
     end_state: str | None
     timings: dict[str, Any] | None

@@ -44,6 +44,9 @@ class VoiceSession(TenantOwned, Base):
     transcript: Mapped[str | None] = mapped_column(Text)
     intent_skill: Mapped[str | None] = mapped_column(String(200))
     intent_name: Mapped[str | None] = mapped_column(String(200))
+    # Which stage of the device's pipeline matched and how sure it was (0-1): from 0.2.0 devices.
+    intent_stage: Mapped[str | None] = mapped_column(String(64))
+    intent_confidence: Mapped[float | None]
     answer: Mapped[str | None] = mapped_column(Text)
     end_state: Mapped[str | None] = mapped_column(String(32))
     timings: Mapped[JsonDict | None]

@@ -43,6 +43,7 @@ def summarize(events: Iterable[StoredEvent]) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "started_at": min(e.ts for e in ordered),
         "wake_word": None, "transcript": None, "intent_skill": None, "intent_name": None,
+        "intent_stage": None, "intent_confidence": None,
         "answer": None, "ended_at": None, "end_state": None, "timings": None,
     }
     answers: list[str] = []
@@ -60,6 +61,8 @@ def summarize(events: Iterable[StoredEvent]) -> dict[str, Any]:
         elif event.type == "intent.matched":
             fields["intent_skill"] = _cut(data.get("skill_id"), 200)
             fields["intent_name"] = _cut(data.get("intent"), 200)
+            fields["intent_stage"] = _cut(data.get("stage"), 64)
+            fields["intent_confidence"] = data.get("confidence")
         elif event.type == "answer.spoken":
             answers.append(clean_text(data.get("text")) or "")
         elif event.type == "session.ended":

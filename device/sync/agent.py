@@ -364,7 +364,7 @@ class Agent:
         if asked or time.time() - self._cloud_asked_at >= cloud_peer.REFRESH_S:
             self._ask_cloud.clear()
             self._cloud_asked_at = time.time()
-            url = self._cloud_url()
+            url = link.config.cloud_url
             found = cloud_peer.probe(url) if url else None
             if found is not None and found != self.cloud:
                 LOG.info(f"the cloud runs release {found.release or '0.1.0 (strict reader)'}")
@@ -378,12 +378,6 @@ class Agent:
 
     def _announce(self, link: MqttLink) -> None:
         link.publish(Channel.PRESENCE, self.online_presence(), retain=True)
-
-    def _cloud_url(self) -> str | None:
-        try:
-            return json.loads((self.data_dir / "cloud.json").read_text()).get("cloud")
-        except (OSError, ValueError):
-            return None
 
     def _send(self, link: MqttLink, beat_due: bool) -> bool:
         """One round of sending; returns whether a heartbeat went out."""

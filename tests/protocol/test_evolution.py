@@ -75,13 +75,20 @@ def test_every_field_added_since_010_is_optional_and_marked():
     assert unmarked == [], "fields added since 0.1.0 need a default and json_schema_extra=since(release)"
 
 
-def test_no_event_field_is_marked_yet():
-    """device/sync/link.py drain() sends stored events as they are; the day an event field is added it
-    needs the same leaving-out for strict clouds that messages.encode does. This test says when."""
-    marked = [f"{event.__name__}.{name}" for event in get_args(get_args(m.Event)[0])
-              for name, field in event.model_fields.items()
-              if isinstance(field.json_schema_extra, dict) and "since" in field.json_schema_extra]
-    assert marked == [], "teach device.sync.link.drain to leave these out for a strict cloud"
+def test_stored_events_are_written_for_the_peer():
+    """The outbox keeps events as JSON and sends them as they are: the event fields a strict cloud does
+    not read are left out there (device/sync/link.py drain), by event_for_peer."""
+    batch = make.fixtures()["event_batch"]
+    stored = [json.dumps(e.model_dump(mode="json", exclude_none=True), separators=(",", ":"))
+              for e in batch.events]
+    matched = next(s for s in stored if '"intent.matched"' in s)
+    assert '"stage"' in matched and '"confidence"' in matched
+    legacy = json.loads(m.event_for_peer(matched, LEGACY))
+    assert "stage" not in legacy and "confidence" not in legacy
+    assert legacy["intent"] == "what.time.is.it.intent"
+    assert m.event_for_peer(matched, Peer(release="0.2.0")) == matched
+    others = [s for s in stored if s is not matched]
+    assert [m.event_for_peer(s, LEGACY) for s in others] == others  # nothing else changed, not even spacing
 
 
 # --- tolerant readers --------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def events() -> list:
         m.WakeWord(event_id=_id(2), seq=2, ts=TS, wake_word="hey_jarvis", **common),
         m.Utterance(event_id=_id(3), seq=3, ts=TS, transcript="what time is it", stt_seconds=0.31, **common),
         m.IntentMatched(event_id=_id(4), seq=4, ts=TS, skill_id="ovos-skill-date-time.openvoiceos",
-                        intent="what.time.is.it.intent", **common),
+                        intent="what.time.is.it.intent", **common, **matched_by()),
         m.AnswerSpoken(event_id=_id(5), seq=5, ts=TS, text="It's ten o'clock.", audio_seconds=1.25, **common),
         m.IntentFailed(event_id=_id(6), seq=6, ts=TS, utterance="sing me a song", **common),
         m.SkillError(event_id=_id(7), seq=7, ts=TS, skill_id="voxfleet-skill-timer.voxfleet",
@@ -48,6 +48,12 @@ def events() -> list:
                 tts_seconds=1.25, intents_handled=1, llm_tokens=0, **common),
     ]
     return made
+
+
+def matched_by() -> dict:
+    if not _has(m.IntentMatched, "stage"):
+        return {}
+    return {"stage": "semantic", "confidence": 0.87}
 
 
 def capabilities():
