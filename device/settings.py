@@ -49,6 +49,8 @@ class DeviceSettings(BaseModel):
     stt_model: str = models.DEFAULT_STT_MODEL
     stt_device: Literal["cpu", "cuda"] = "cpu"
     stt_beam_size: int = Field(default=5, ge=1, le=10)
+    # Condition whisper on the enabled skills' phrases (device/vocabulary.py).
+    stt_prompt: bool = True
     tts_voice: str = models.DEFAULT_TTS_VOICE
     audio_in: AudioIn = "spool"
     audio_out: AudioOut = "wav"

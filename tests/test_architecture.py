@@ -16,7 +16,7 @@ PACKAGES = ("device", "cloud", "protocol", "voxfleet")
 # Highest first: a layer may import the ones below it, never one above.
 DEVICE_LAYERS = ("device.cli", "device.web", "device.sync", "device.voice", "device.stack")
 DEVICE_CORE = ("device.files", "device.paths", "device.settings", "device.models", "device.offline",
-               "device.skill_catalog", "device.netman")
+               "device.skill_catalog", "device.vocabulary", "device.netman")
 
 
 @pytest.fixture(scope="module")

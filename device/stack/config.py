@@ -21,6 +21,7 @@ from device.offline import force_offline
 from device.paths import DevicePaths
 from device.settings import DeviceSettings
 from device.skill_catalog import disabled_skills
+from device.vocabulary import whisper_prompt
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,6 +77,8 @@ def render(settings: DeviceSettings, paths: DevicePaths) -> dict:
         vad_model=str(models.silero_vad_model()),
         wake_words=list(models.WAKE_WORDS),
         stt_model=str(models.stt_model_dir(settings.stt_model)),
+        stt_prompt=(whisper_prompt(settings.enabled_skills, settings.wake_word, settings.lang)
+                    if settings.stt_prompt and settings.tuning == "voxfleet" else ""),
         tts=models.tts_voice(settings.tts_voice),
         cpu_threads=max(1, min(4, os.cpu_count() or 1)),
         sounds={

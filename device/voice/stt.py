@@ -22,6 +22,7 @@ from device import models
 
 SAMPLE_RATE = 16000
 FRAMES_PER_SECOND = 100  # whisper's mel frames
+MAX_PROMPT_TOKENS = 223  # whisper's limit on previous-text tokens (half its context, less one)
 MAX_WORDS_PER_SECOND = 5.0  # faster than any speaker: more words than this means a hallucination
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class WhisperEngine:
 
     def __init__(self, model: str | Path | None = None, device: str = "cpu", compute_type: str = "int8",
                  cpu_threads: int = 2, beam_size: int = 1, margin: float = 3.0,
-                 min_window: float = 8.0, language: str = "en") -> None:
+                 min_window: float = 8.0, language: str = "en", prompt: str = "") -> None:
         from faster_whisper import WhisperModel
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
@@ -69,6 +70,8 @@ class WhisperEngine:
         self._Tokenizer = Tokenizer
         self._suppressed = get_suppressed_tokens
         self.default_language = language
+        # Previous-text conditioning toward what the device can do (device/voice/vocabulary.py).
+        self.prompt = prompt.strip()
         self.short_window_used = 0
         self.full_window_used = 0
 
@@ -80,6 +83,10 @@ class WhisperEngine:
             self._tokenizers[language] = tokenizer
         tokenizer = self._tokenizers[language]
         prompt = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
+        if self.prompt:
+            # As faster-whisper builds it for initial_prompt: at most half the 448-token context.
+            previous = tokenizer.encode(" " + self.prompt)[-(MAX_PROMPT_TOKENS):]
+            prompt = [tokenizer.sot_prev] + previous + prompt
         return tokenizer, prompt, self._suppressed(tokenizer, [-1])
 
     def transcribe(self, pcm: bytes | np.ndarray, language: str | None = None) -> str:
@@ -119,5 +126,6 @@ class WhisperEngine:
 
     def _full_window(self, audio: np.ndarray, language: str) -> str:
         segments, _ = self.model.transcribe(audio, beam_size=self.beam_size, language=language,
-                                            condition_on_previous_text=False, without_timestamps=True)
+                                            condition_on_previous_text=False, without_timestamps=True,
+                                            initial_prompt=self.prompt or None)
         return "".join(segment.text for segment in segments).strip()

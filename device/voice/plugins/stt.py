@@ -12,7 +12,8 @@ the full recording is transcribed as usual. The two waits overlap instead of add
 
 Config, under ``stt.voxfleet-stt-whisper``: ``model`` (a folder), ``compute_type``, ``use_cuda``,
 ``cpu_threads``, ``beam_size`` (as ``ovos-stt-plugin-fasterwhisper``), plus ``speculate_after``
-(seconds, default 0.2), ``vad_threshold`` (default 0.3) and ``window_margin`` (seconds, default 3).
+(seconds, default 0.2), ``vad_threshold`` (default 0.3), ``window_margin`` (seconds, default 3) and
+``prompt`` (text whisper is conditioned on: the enabled skills' phrases, device/vocabulary.py).
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ class SpeculativeWhisperSTT(StreamingSTT):
             beam_size=int(cfg.get("beam_size", 1)),
             margin=float(cfg.get("window_margin", 3.0)),
             language=self.lang,
+            prompt=str(cfg.get("prompt") or ""),
         )
         self.speculate_after = float(self.config.get("speculate_after", 0.2))
         self.vad = SileroVAD(config={"threshold": float(self.config.get("vad_threshold", 0.3)),

@@ -66,3 +66,19 @@ def test_cuda_asked_on_a_machine_without_it_falls_back_to_the_cpu(caplog):
     assert "using the CPU" in caplog.text
     pcm = PiperVoice().speak("what time is it").padded(0.3, 0.3)
     assert "time" in engine.transcribe(pcm.to_bytes()).lower()
+
+
+def test_the_skills_prompt_conditions_the_decoder_and_keeps_commands_intact():
+    """The prompt goes in front of whisper's start-of-transcript as previous text; a plain command is
+    still heard word for word with it (the bench measures whether it helps on unseen speech)."""
+    from device.vocabulary import whisper_prompt
+    from device.voice.samples import PiperVoice
+
+    prompted = WhisperEngine(prompt=whisper_prompt())
+    tokenizer, prefix, _ = prompted._prompt("en")
+    assert prefix[0] == tokenizer.sot_prev
+    assert tokenizer.decode(prefix[1:prefix.index(tokenizer.sot)]).strip() == prompted.prompt
+    pcm = PiperVoice().speak("set a timer for five minutes").padded(0.3, 0.3)
+    text = prompted.transcribe(pcm.to_bytes()).lower()
+    assert "timer" in text and ("five" in text or "5" in text) and "minutes" in text
+    assert "jarvis" not in text  # the prompt is context, never part of the transcript
