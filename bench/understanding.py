@@ -472,7 +472,13 @@ def score_row(item: dict, reports: list[dict], volume: int | None) -> dict:
     row["slot_ok"] = slot_ok
     row["ok"] = row["intent_ok"] and slot_ok is not False
     row["why"] = (
-        None if row["ok"] else (f"matched {got}" if not row["intent_ok"] else f"slot {row.get('got_slots')}")
+        None
+        if row["ok"]
+        else (
+            (f"matched {got}" if got else f"not understood ({row['end_state']})")
+            if not row["intent_ok"]
+            else f"slot {row.get('got_slots')}"
+        )
     )
     return row
 
@@ -906,7 +912,8 @@ def print_report(machine: dict, args, results: list[dict], wake: dict | None) ->
         if wrong:
             print(f"\nwrong ({len(wrong)}):")
             for r in wrong:
-                print(f"- {r['id']} {r['text']!r} heard {r.get('heard')!r}: {r.get('why')}")
+                heard = f" heard {r['heard']!r}" if args.mode == "audio" else ""
+            print(f"- {r['id']} {r['text']!r}{heard}: {r.get('why')}")
     if len(results) == 2:
         a, b = (r["summary"]["overall"] for r in results)
         print(
