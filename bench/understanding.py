@@ -216,7 +216,9 @@ class Plan:
 
 def plan_for(item: dict, seed: int = SEED) -> Plan:
     rng = random.Random(f"{seed}:plan:{item['id']}")
-    voice = rng.choice(VOICE_NAMES)
+    # A family first (Piper, Kokoro, espeak-ng: a third each), then one of its voices.
+    fam = rng.choice(("piper", "kokoro", "espeak"))
+    voice = rng.choice([v for v in VOICE_NAMES if family(v) == fam])
     speed = round(rng.uniform(0.85, 1.15), 2)
     wpm = rng.randrange(130, 181, 5)
     pitch = rng.randrange(30, 71, 5)
@@ -343,12 +345,18 @@ class ClipBuilder:
             mix += part / max(1e-9, np.sqrt(power(part)))
         return mix
 
-    def clip(self, item: dict) -> dict:
-        """Write (or reuse) the clip of one phrasing; returns its description, path included."""
+    def clip(self, item: dict, voice: str | None = None, condition: str | None = None) -> dict:
+        """Write (or reuse) the clip of one phrasing; returns its description, path included.
+
+        ``voice`` and ``condition`` override the seed's choice (tests; listening to one case).
+        """
+        from dataclasses import replace
+
         from device.voice import audio
         from device.voice.samples import LEAD_IN, PAUSE_AFTER_WAKE, TAIL, WAKE_PHRASES
 
         plan = plan_for(item, self.seed)
+        plan = replace(plan, voice=voice or plan.voice, condition=condition or plan.condition)
         cond = CONDITION_BY_NAME[plan.condition]
         key = hashlib.sha1(json.dumps([item["text"], plan.__dict__, "v1"]).encode()).hexdigest()[:12]
         path = self.out / "clips" / f"{item['id']}-{key}.wav"
@@ -975,11 +983,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--wake-minutes", type=float, default=30.0, help="non-wake speech for --mode wake")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--ids", help="comma-separated phrasing ids instead of a split (looking at one case)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
 
     progress = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     items = limit_items(load_items(args.split), args.limit, args.seed)
+    if args.ids:
+        wanted = args.ids.split(",")
+        known = {i["id"]: i for i in load_items("all")}
+        missing = [i for i in wanted if i not in known]
+        if missing:
+            raise SystemExit(f"--ids: no phrasing {', '.join(missing)}")
+        items = [known[i] for i in wanted]
     extra = dict(parse_setting(s) for s in args.setting)
     configs = [c for c in args.configs.split(",") if c]
     builder = ClipBuilder(args.out, args.seed) if args.mode != "text" else None
