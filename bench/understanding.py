@@ -640,37 +640,41 @@ class Stack:
         return self.listener.recorder.client
 
     def type(self, text: str, timeout: float = 30.0) -> list[dict]:
-        """Send ``text`` as a heard utterance; return the session it made once it finished."""
+        """Send ``text`` as a heard utterance; return the session it made once the request was handled.
+
+        Text mode does not wait for the spoken answer to finish playing (audio mode does): once the
+        skill (or the fallback) has handled the request and said its answer, the intent and the
+        answer's text are known, and the next utterance opens a new exchange anyway.
+        """
         from ovos_bus_client.message import Message
 
         recorder = self.listener.recorder
         t0 = time.time() - 0.01
         self.client.emit(Message("recognizer_loop:utterance", {"utterances": [text], "lang": "en-US"}))
         deadline = t0 + timeout
+        mine: list = []
         while time.time() < deadline:
-            done = recorder.take_finished(since=t0)
-            if done:
-                return [
-                    {
-                        "intent": s.intent,
-                        "transcript": s.transcript,
-                        "answer": s.answer,
-                        "end_state": s.end_state,
-                        "timings_ms": {"transcript_to_intent": _ms(s.matched_at, s.utterance_at)},
-                    }
-                    for s in done
-                ]
-            time.sleep(0.02)
-        recorder.flush()
+            mine = recorder.take_finished(since=t0)
+            if mine:
+                break
+            opened = [s for s in recorder.open_sessions() if s.started_at >= t0]
+            if opened and (opened[0].handled_at is not None or opened[0].cancelled):
+                time.sleep(0.05)  # a speak sent just before "handled" is already in; a late one is not ours
+                mine = opened[:1]
+                break
+            time.sleep(0.01)
+        else:
+            recorder.flush()
+            mine = recorder.take_finished(since=t0)
         return [
             {
                 "intent": s.intent,
                 "transcript": s.transcript,
                 "answer": s.answer,
                 "end_state": s.end_state,
-                "timings_ms": {},
+                "timings_ms": {"transcript_to_intent": _ms(s.matched_at, s.utterance_at)},
             }
-            for s in recorder.take_finished(since=t0)
+            for s in mine
         ]
 
     def volume(self) -> int | None:
