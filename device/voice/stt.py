@@ -32,6 +32,22 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[\w']+", text.lower())
 
 
+def first_of_repeats(text: str) -> str:
+    """"Turn it up. Turn it up." -> "Turn it up.": a sentence said once and then echoed by the decoder.
+
+    Whisper conditioned on a prompt of short sentences tends to repeat the command it just heard
+    until its length limit. When every later sentence is the first one again (or the start of it, cut
+    by the limit), the first is what was said; anything else is left for looks_repeated to judge.
+    """
+    sentences = [s for s in re.split(r"(?<=[.?!])\s+", text.strip()) if s]
+    if len(sentences) < 2:
+        return text
+    first = _words(sentences[0])
+    if first and all(_words(s) and first[:len(_words(s))] == _words(s) for s in sentences[1:]):
+        return sentences[0]
+    return text
+
+
 def looks_repeated(text: str, seconds: float) -> bool:
     """Whisper's failure mode on a short window: the same phrase again and again."""
     words = _words(text)
@@ -75,19 +91,18 @@ class WhisperEngine:
         self.short_window_used = 0
         self.full_window_used = 0
 
-    def _prompt(self, language: str) -> tuple[object, list[int], list[int]]:
+    def _prompt(self, language: str, prompted: bool = True) -> tuple[object, list[int], list[int]]:
         if language not in self._tokenizers:
             multilingual = self.model.model.is_multilingual
             tokenizer = self._Tokenizer(self.model.hf_tokenizer, multilingual, task="transcribe",
                                         language=language if multilingual else "en")
-            self._tokenizers[language] = tokenizer
-        tokenizer = self._tokenizers[language]
-        prompt = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
-        if self.prompt:
+            start = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
             # As faster-whisper builds it for initial_prompt: at most half the 448-token context.
-            previous = tokenizer.encode(" " + self.prompt)[-(MAX_PROMPT_TOKENS):]
-            prompt = [tokenizer.sot_prev] + previous + prompt
-        return tokenizer, prompt, self._suppressed(tokenizer, [-1])
+            previous = tokenizer.encode(" " + self.prompt)[-MAX_PROMPT_TOKENS:] if self.prompt else []
+            prompted_start = [tokenizer.sot_prev] + previous + start if previous else start
+            self._tokenizers[language] = (tokenizer, start, prompted_start, self._suppressed(tokenizer, [-1]))
+        tokenizer, start, prompted_start, suppressed = self._tokenizers[language]
+        return tokenizer, prompted_start if prompted else start, suppressed
 
     def transcribe(self, pcm: bytes | np.ndarray, language: str | None = None) -> str:
         """Text of 16 kHz mono audio (int16 bytes or a float32 array in -1..1)."""
@@ -101,17 +116,20 @@ class WhisperEngine:
         seconds = audio.size / SAMPLE_RATE
         with self._lock:
             if seconds + self.margin <= 30.0:
-                text = self._short_window(audio, language)
-                if not looks_repeated(text, seconds):
-                    self.short_window_used += 1
-                    return text
+                # With the prompt first; if the decoder still runs away, once more without it (a
+                # short window is ~0.1 s), and only then the full 30 s window (~0.5 s more).
+                encoded = self._encode_short(audio)
+                for prompted in ((True, False) if self.prompt else (False,)):
+                    text = first_of_repeats(self._decode(encoded, language, prompted, seconds))
+                    if not looks_repeated(text, seconds):
+                        self.short_window_used += 1
+                        return text
             self.full_window_used += 1
             return self._full_window(audio, language)
 
-    def _short_window(self, audio: np.ndarray, language: str) -> str:
+    def _encode_short(self, audio: np.ndarray):
         import ctranslate2
 
-        tokenizer, prompt, suppressed = self._prompt(language)
         features = self.model.feature_extractor(audio)
         frames = int(min(30 * FRAMES_PER_SECOND,
                          max(self.min_window * FRAMES_PER_SECOND,
@@ -119,8 +137,14 @@ class WhisperEngine:
         if features.shape[1] < frames:
             features = np.pad(features, ((0, 0), (0, frames - features.shape[1])))
         window = ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None, :, :frames]))
-        encoded = self.model.model.encode(window, to_cpu=False)
-        result = self.model.model.generate(encoded, [prompt], beam_size=self.beam_size, max_length=128,
+        return self.model.model.encode(window, to_cpu=False)
+
+    def _decode(self, encoded, language: str, prompted: bool, seconds: float) -> str:
+        tokenizer, prompt, suppressed = self._prompt(language, prompted)
+        # max_length counts the prompt too; the command itself gets what a fast talker could fill.
+        budget = min(128, int(seconds * MAX_WORDS_PER_SECOND * 2) + 16)
+        result = self.model.model.generate(encoded, [prompt], beam_size=self.beam_size,
+                                           max_length=len(prompt) + budget,
                                            suppress_blank=True, suppress_tokens=suppressed)
         return tokenizer.decode(result[0].sequences_ids[0]).strip()
 

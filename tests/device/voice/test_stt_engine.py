@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from device.voice.stt import WhisperEngine, looks_repeated
+from device.voice.stt import WhisperEngine, first_of_repeats, looks_repeated
 
 
 @pytest.mark.parametrize("text", [
@@ -22,6 +22,19 @@ def test_repetition_is_spotted(text):
 ])
 def test_normal_commands_are_not_repeats(text):
     assert not looks_repeated(text, seconds=3.0)
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ("Turn the volume to high. Turn the volume to high.", "Turn the volume to high."),
+    ("What month is it? What month is it? What month", "What month is it?"),
+    # a pair of sentences repeated is not ours to judge (looks_repeated does)
+    ("Cut it out. Stop. Cut it out. Stop.", "Cut it out. Stop. Cut it out. Stop."),
+    ("Set a timer. Cancel it.", "Set a timer. Cancel it."),
+    ("What time is it?", "What time is it?"),
+    ("", ""),
+])
+def test_an_echoed_sentence_is_kept_once(text, said):
+    assert first_of_repeats(text) == said
 
 
 def test_too_many_words_for_the_duration():
