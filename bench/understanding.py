@@ -629,11 +629,23 @@ class Stack:
 
     def __enter__(self) -> Stack:
         self.listener.__enter__()
+        _stop_on_signals()  # OVOS code installs its own SIGINT handler; make ^C and SIGTERM clean up
+        self.questions_aborted = 0
+        # A skill that asks a question back ("To what volume?") would take the next phrasing as its
+        # answer. Each phrasing is scored on its own, so the question is abandoned, as if the person
+        # said "stop" (mycroft.skills.abort_question alone does not release ovos-core's converse
+        # stage), and counted.
+        self._asked = False
+        self.client.on("skill.converse.get_response.enable", self._question_asked)
         time.sleep(3)  # start-up work (skill loading, first inference) settles
         return self
 
     def __exit__(self, *exc) -> None:
         self.listener.__exit__(*exc)
+
+    def _question_asked(self, message) -> None:
+        self.questions_aborted += 1
+        self._asked = True
 
     @property
     def client(self):
@@ -686,9 +698,25 @@ class Stack:
         return int(round(float(reply.data["percent"]) * 100))
 
     def tidy_after(self, item: dict) -> None:
-        """Undo what a phrasing left behind that would change later answers (a running timer)."""
+        """Undo what a phrasing left behind that would change later answers (a question still open,
+        a running timer)."""
+        if self._asked:
+            time.sleep(0.5)
+            self.type("stop")
+            time.sleep(0.5)
+            self._asked = False
         if item.get("intent", "") and item["intent"].endswith(":timer.set.intent"):
             self.type("cancel all timers")
+
+
+def _stop_on_signals() -> None:
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _ms(later, earlier):
@@ -991,6 +1019,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
 
+    _stop_on_signals()
     progress = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     items = limit_items(load_items(args.split), args.limit, args.seed)
     if args.ids:
@@ -1023,6 +1052,7 @@ def main(argv: list[str] | None = None) -> int:
                     rows = run_items(stack, items, args.mode, builder, progress)
                     results.append(
                         {
+                            "questions_aborted": stack.questions_aborted,
                             "config": name,
                             "settings": fields,
                             "seconds": round(time.time() - t, 1),
