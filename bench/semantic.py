@@ -51,9 +51,8 @@ def slot_ok(item: dict, data: dict) -> bool | None:
         if name == "duration":
             if parse_duration(str(data.get("duration", "")), "en-us") != int(value):
                 return False
-        elif name == "level":  # the volume skill reads the number from the whole utterance
-            if extract_number(data.get("utterance", ""), lang="en-us") != value:
-                return False
+        elif name == "level" and extract_number(data.get("utterance", ""), lang="en-us") != value:
+            return False  # the volume skill reads the number from the whole utterance
     return True
 
 
@@ -129,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             if row["kind"] == "intent":
                 if intent == row["want"]:
                     right += 1
-                    semantic_right += row["stage"] == semantic.STAGE
+                    semantic_right += row["stage"] == semantic.STAGE and intent == row["intent"]
                     ok = slot_ok(row, row["slot_data"])
                     if ok is not None:
                         slots_total += 1
@@ -173,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps({
         "split": args.split, "phrasings": len(rows), "model_load_ms": round(load_ms, 1),
         "rss_model_mb": round(rss_model - rss0, 1), "rss_index_mb": round(rss_ready - rss_model, 1),
-        "examples_ready_s": round(ready_s, 2), "latency_ms": {"p50": pct(timings, 0.5), "p95": pct(timings, 0.95)},
+        "examples_ready_s": round(ready_s, 2),
+        "latency_ms": {"p50": pct(timings, 0.5), "p95": pct(timings, 0.95)},
         "exact_only": exact_only, "defaults": defaults, "best": best, "sweep": sweep,
         "rows": [{k: v for k, v in r.items() if k != "slot_data"} for r in rows]}, indent=1))
     print(f"wrote {out}")

@@ -2,8 +2,8 @@
 
 Skills register their intents on the bus exactly as they do in ovos-core, so every matcher here
 sees the same registrations as on a device; ``IntentLab.match`` then walks the VoxFleet pipeline
-order (padacioso high, adapt high, padacioso medium, adapt medium, semantic, padacioso low, adapt
-low). Used to calibrate the semantic stage (bench/semantic.py) and by its tests; no listener, no
+order (stop high, padacioso high, adapt high, stop medium, padacioso medium, adapt medium,
+semantic, padacioso low, adapt low). Used to calibrate the semantic stage (bench/semantic.py) and by its tests; no listener, no
 audio, no processes.
 """
 
@@ -39,6 +39,7 @@ class IntentLab:
     def __init__(self, skills: tuple[str, ...] = SKILLS, semantic_config: dict | None = None,
                  use_semantic: bool = True) -> None:
         from ovos_adapt.opm import AdaptPipeline
+        from ovos_core.intent_services.stop_service import StopService
         from ovos_utils.fakebus import FakeBus
 
         from device.voice.plugins.intents import InProcessPadaciosoPipeline
@@ -47,6 +48,7 @@ class IntentLab:
         self.padacioso = InProcessPadaciosoPipeline(self.bus, {"conf_high": 0.95, "conf_med": 0.8,
                                                                "conf_low": 0.5, "fuzz": False})
         self.adapt = AdaptPipeline(self.bus, {})
+        self.stop = StopService(self.bus, {})
         self.semantic = semantic.SemanticPipeline(self.bus, semantic_config or {}) if use_semantic else None
         self.skills = []
         found = {ep.name: ep for ep in entry_points(group="ovos.plugin.skill")}
@@ -61,8 +63,10 @@ class IntentLab:
 
     def stages(self):
         p, a = self.padacioso, self.adapt
+        yield "stop_high", self.stop.match_high
         yield "padacioso_high", p.match_high
         yield "adapt_high", a.match_high
+        yield "stop_medium", self.stop.match_medium
         yield "padacioso_medium", p.match_medium
         yield "adapt_medium", a.match_medium
         if self.semantic is not None:

@@ -38,7 +38,8 @@ class SessionReport:
     end_state: str
     started_at: float  # wall clock (epoch seconds) of the wake word, or of the first sign of the session
     timings_ms: dict[str, float | None] = field(default_factory=dict)
-    match_stage: str | None = None  # the intent pipeline stage that matched ("semantic", "padacioso_high", ...)
+    # The intent pipeline stage that matched ("semantic", "padacioso_high", ...) and its confidence.
+    match_stage: str | None = None
     match_confidence: float | None = None
 
     def to_dict(self) -> dict:

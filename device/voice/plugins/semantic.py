@@ -325,7 +325,8 @@ class SemanticIndex:
             examples = list(intent.examples) if intent else []
         if intent is None:
             return
-        chunks = [self.embedder.embed(examples[i:i + EMBED_BATCH]) for i in range(0, len(examples), EMBED_BATCH)]
+        chunks = [self.embedder.embed(examples[i:i + EMBED_BATCH])
+                  for i in range(0, len(examples), EMBED_BATCH)]
         vectors = np.concatenate(chunks) if chunks else np.zeros((0, self.embedder.dim), np.float32)
         with self._lock:
             if self._intents.get(name) is intent:  # not replaced or removed meanwhile
@@ -487,17 +488,21 @@ def _same_lang(a: str, b: str) -> bool:
     return a.split("-")[0] == b.split("-")[0]
 
 
+def _keyword(entry) -> str:
+    """An adapt keyword name from a ``requires`` entry (``(name, name)`` or a bare name)."""
+    return str(entry[0] if isinstance(entry, (list, tuple)) else entry).lower()
+
+
 def adapt_examples(intent: dict, vocab: dict[str, list[str]], limit: int = 48) -> list[str]:
     """Sentences for an adapt intent: one value of each required keyword, in order and reversed."""
     groups: list[list[str]] = []
     for entry in intent.get("requires") or []:
-        name = entry[0] if isinstance(entry, (list, tuple)) else entry
-        values = vocab.get(name) or []
+        values = vocab.get(_keyword(entry)) or []
         if not values:
             return []
         groups.append(values)
     for alternatives in intent.get("at_least_one") or []:
-        values = [v for name in alternatives for v in vocab.get(name, [])]
+        values = [v for name in alternatives for v in vocab.get(_keyword(name), [])]
         if values:
             groups.append(values)
     if not groups:
@@ -506,8 +511,15 @@ def adapt_examples(intent: dict, vocab: dict[str, list[str]], limit: int = 48) -
     for values in groups:
         sentences = [f"{s} {v}".strip() for s in sentences for v in values][:limit]
     if len(groups) == 2:
-        sentences += [" ".join(reversed(s.split(" ", 1))) for s in sentences if " " in s]
-    return sentences[:limit * 2]
+        # Keywords alone read like a telegram; the usual frames of a two-keyword command
+        # ("increase the volume", "turn the volume up", "make the volume louder") embed closer
+        # to what people say.
+        pairs = [(a, b) for a in groups[0] for b in groups[1]][:limit]
+        for a, b in pairs:
+            sentences += [f"{b} {a}", f"{a} the {b}", f"turn the {b} {a}", f"make the {b} {a}"]
+    optional = [v for entry in intent.get("optional") or [] for v in vocab.get(_keyword(entry), [])]
+    sentences += [f"{o} {s}" for s in sentences[:limit] for o in optional[:4]]
+    return _dedupe(sentences, limit * 5)
 
 
 # --- the OVOS pipeline plugin --------------------------------------------------------------------
@@ -565,12 +577,13 @@ class SemanticPipeline(PipelinePlugin):  # type: ignore[misc,valid-type]
         entity_type, value = data.get("entity_type"), data.get("entity_value")
         if not entity_type or not value or data.get("regex"):
             return
+        entity_type = str(entity_type).lower()  # adapt matches keyword names case-insensitively
         with self._vocab_lock:
             values = self._vocab.setdefault(entity_type, [])
             if value not in values:
                 values.append(value)
             pending = [i for i in self._adapt.values()
-                       if any((r[0] if isinstance(r, (list, tuple)) else r) == entity_type
+                       if any(_keyword(r) == entity_type
                               for r in i.get("requires") or [])]
         for intent in pending:  # vocabulary may arrive after the intent that uses it
             self._register_adapt(intent)
