@@ -1,10 +1,10 @@
-"""The intent pipeline without the stack: the installed skills and the pipeline plugins on one FakeBus.
+"""The intent pipeline without the stack: installed skills and pipeline plugins on one FakeBus.
 
 Skills register their intents on the bus exactly as they do in ovos-core, so every matcher here
 sees the same registrations as on a device; ``IntentLab.match`` then walks the VoxFleet pipeline
 order (stop high, padacioso high, adapt high, stop medium, padacioso medium, adapt medium,
-semantic, padacioso low, adapt low). Used to calibrate the semantic stage (bench/semantic.py) and by its tests; no listener, no
-audio, no processes.
+semantic, padacioso low, adapt low). Used to calibrate the semantic stage (bench/semantic.py) and
+by its tests; no listener, no audio, no processes.
 """
 
 from __future__ import annotations

@@ -166,12 +166,13 @@ def test_pipeline_builds_adapt_examples_from_registered_vocabulary(pipeline):
     bus, plugin = pipeline
     for word in ("louder", "increase", "up"):
         bus.emit(Message("register_vocab", {"entity_value": word, "entity_type": "VtestLouder"}))
-    bus.emit(Message("register_intent", {"name": "vtest:increase_volume",
-                                         "requires": [["vtestlouder", "vtestlouder"], ["vtestvolume", "vtestvolume"]],
+    requires = [["vtestlouder", "vtestlouder"], ["vtestvolume", "vtestvolume"]]
+    bus.emit(Message("register_intent", {"name": "vtest:increase_volume", "requires": requires,
                                          "at_least_one": [], "optional": []}))
     bus.emit(Message("register_vocab", {"entity_value": "volume", "entity_type": "VtestVolume"}))  # late
     register(bus, MUTE, INTENTS[MUTE])
     assert plugin.index.wait_ready(120)
     assert "turn the volume up" in plugin.index.examples("vtest:increase_volume")
     message = Message("recognizer_loop:utterance")
-    assert plugin.match(["could you pump up the volume"], "en-US", message).match_type == "vtest:increase_volume"
+    found = plugin.match(["could you pump up the volume"], "en-US", message)
+    assert found.match_type == "vtest:increase_volume"
