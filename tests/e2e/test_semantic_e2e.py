@@ -1,0 +1,40 @@
+"""The real stack answers phrasings no template foresees through the semantic stage, and says so.
+
+Spoken by the bundled Piper voice through the listener, as in test_voice_e2e; the session report of
+`voxfleet device listen --json` names the stage that matched and its confidence, and the events the
+device queues for the cloud carry them on intent.matched.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from device.voice import samples
+
+pytestmark = pytest.mark.voice
+
+UNSEEN = [
+    ("Could you tell me what time it is?", f"{samples.SKILL_DATE_TIME}:what.time.is.it.intent", "semantic"),
+    ("Set a timer for five minutes.", f"{samples.SKILL_TIMER}:timer.set.intent", "padacioso_high"),
+    ("What's the weather like?", None, None),
+]
+
+
+def test_unseen_phrasing_is_answered_by_the_semantic_stage(voice_stack, piper_voice, samples_dir):
+    files = [samples.synthesize(piper_voice, text, samples_dir / "semantic") for text, _, _ in UNSEEN]
+    reports = voice_stack.listen([f.path for f in files])
+    by_file = {r["file"]: r for r in reports}
+    for (text, intent, stage), wav in zip(UNSEEN, files, strict=True):
+        report = by_file.get(str(wav.path))
+        assert report is not None, f"{text!r}: no session in {reports}"
+        assert report["intent"] == intent, (text, report)
+        assert report["match_stage"] == stage, (text, report)
+        if stage is None:
+            assert report["match_confidence"] is None
+            assert report["end_state"] == "not_understood"
+        else:
+            assert 0 < report["match_confidence"] <= 1, report
+            assert report["answer"], report
+    semantic_report = by_file[str(files[0].path)]
+    # transcript -> intent stays within tens of milliseconds with the semantic stage in the path
+    assert semantic_report["timings_ms"]["transcript_to_intent"] < 500, semantic_report["timings_ms"]
