@@ -48,7 +48,7 @@ def slot_ok(item: dict, data: dict) -> bool | None:
     from voxfleet_skill_timer import parse_duration
 
     for name, value in wanted.items():
-        if name == "duration":
+        if name in ("duration", "duration_s"):  # seconds
             if parse_duration(str(data.get("duration", "")), "en-us") != int(value):
                 return False
         elif name == "level" and extract_number(data.get("utterance", ""), lang="en-us") != value:

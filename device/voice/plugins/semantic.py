@@ -106,6 +106,7 @@ DURATION_SLOTS = ("duration",)
 _SLOT = re.compile(r"\{\s*([^{}]+?)\s*\}")
 _MODEL_LOCK = threading.Lock()
 _MODELS: dict[tuple[str, int], object] = {}
+_CALL_LOCKS: dict[tuple[str, int], threading.Lock] = {}
 
 
 def load_model(variant: str = "original", threads: int = DEFAULT_THREADS):
@@ -129,7 +130,8 @@ class Embedder:
 
     def __init__(self, variant: str = "original", threads: int = DEFAULT_THREADS) -> None:
         self._model = load_model(variant, threads)
-        self._lock = threading.Lock()
+        with _MODEL_LOCK:  # one lock per model, however many embedders share it
+            self._lock = _CALL_LOCKS.setdefault((variant, int(threads)), threading.Lock())
         self.dim = int(self._model.dim)
 
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -323,7 +325,9 @@ class SemanticIndex:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = Embedder(threads=self._threads)
+            with self._lock:
+                if self._embedder is None:
+                    self._embedder = Embedder(threads=self._threads)
         return self._embedder
 
     def _embed_intent(self, name: str) -> None:
