@@ -30,8 +30,8 @@ def test_unseen_phrasing_is_answered_by_the_semantic_stage(voice_stack, piper_vo
         report = by_file.get(str(wav.path))
         assert report is not None, f"{text!r}: no session in {reports}"
         assert report["intent"] == intent, (text, report)
-        assert report["match_stage"] == stage or (stage and (report["match_stage"] or "").startswith(stage)), \
-            (text, report)
+        got = report["match_stage"]
+        assert got == stage or (stage and (got or "").startswith(stage)), (text, report)
         if stage is None:
             assert report["match_confidence"] is None
             assert report["end_state"] == "not_understood"

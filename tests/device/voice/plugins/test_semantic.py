@@ -176,3 +176,21 @@ def test_pipeline_builds_adapt_examples_from_registered_vocabulary(pipeline):
     message = Message("recognizer_loop:utterance")
     found = plugin.match(["could you pump up the volume"], "en-US", message)
     assert found.match_type == "vtest:increase_volume"
+
+
+def test_a_query_does_not_wait_behind_background_embedding():
+    import time
+
+    idx = SemanticIndex()
+    idx.add_intent(TIME, INTENTS[TIME])
+    assert idx.wait_ready(60)
+    for n in range(6):  # ~2,400 examples still to embed: tens of seconds of background work
+        idx.add_intent(f"bulk.test:intent{n}", [f"sentence number {i} of group {n} about topic {i % 7}"
+                                                for i in range(400)])
+    started = time.perf_counter()
+    found = idx.match("could you tell me what time it is")
+    waited = time.perf_counter() - started
+    assert not idx.wait_ready(0)  # still embedding
+    assert found is not None and found.intent == TIME
+    assert waited < 0.5, waited
+    idx.close()
