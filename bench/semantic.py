@@ -39,6 +39,13 @@ def rss_mb() -> float:
     return 0.0
 
 
+def _normalized(text: str) -> str:
+    """The utterance as the volume skill reads it (its normalizer drops punctuation)."""
+    from ovos_utterance_normalizer import UtteranceNormalizerPlugin
+
+    return UtteranceNormalizerPlugin.get_normalizer("en-us").normalize(text)
+
+
 def slot_ok(item: dict, data: dict) -> bool | None:
     """Whether the slot values an intent handler would read are right; None when none expected."""
     wanted = item.get("slots") or {}
@@ -51,8 +58,8 @@ def slot_ok(item: dict, data: dict) -> bool | None:
         if name in ("duration", "duration_s"):  # seconds
             if parse_duration(str(data.get("duration", "")), "en-us") != int(value):
                 return False
-        elif name == "level" and extract_number(data.get("utterance", ""), lang="en-us") != value:
-            return False  # the volume skill reads the number from the whole utterance
+        elif name == "level" and extract_number(_normalized(data["utterance"]), lang="en-us") != value:
+            return False  # the volume skill reads the number from the whole, normalized utterance
     return True
 
 
@@ -107,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             lab.semantic = stage_off
             row.update(later_intent=later.intent, later_stage=later.stage)
         row["slot_data"] = {**found.data, "utterance": item["text"]}
+        row["slot_values"] = {k: v for k, v in found.data.items() if k != "voxfleet_match"}
         row["slots"] = item.get("slots")
         rows.append(row)
     # Per-query latency of the semantic stage alone, over every phrasing.
@@ -123,12 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         semantic_right = 0
         for row in rows:
             intent = row["intent"]
-            if row["stage"] == semantic.STAGE and (row["score"] < min_score or row["margin"] < min_margin):
-                intent = row["later_intent"]
+            taken = row["stage"] == semantic.STAGE
+            if taken and (row["score"] < min_score or row["margin"] < min_margin):
+                intent, taken = row["later_intent"], False
             if row["kind"] == "intent":
                 if intent == row["want"]:
                     right += 1
-                    semantic_right += row["stage"] == semantic.STAGE and intent == row["intent"]
+                    semantic_right += taken
                     ok = slot_ok(row, row["slot_data"])
                     if ok is not None:
                         slots_total += 1
@@ -167,6 +176,12 @@ def main(argv: list[str] | None = None) -> int:
                 row["kind"] != "intent" and intent is not None):
             print(f"  miss {row['id']:<18} {row['text']!r:<50} -> {intent} ({row['stage']}, "
                   f"{row.get('score')}, {row.get('margin')})")
+    for row in rows:
+        right = row["kind"] == "intent" and row["intent"] == row["want"]
+        if right and slot_ok(row, row["slot_data"]) is False:
+            values = {k: v for k, v in row["slot_values"].items() if k in ("duration", "level")}
+            print(f"  slot {row['id']:<18} {row['text']!r:<50} wanted {row['slots']}, got {values} "
+                  f"({row['stage']})")
     out = Path(args.out or ROOT / f"bench/results/semantic-{time.strftime('%Y%m%d-%H%M%S')}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
@@ -175,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         "examples_ready_s": round(ready_s, 2),
         "latency_ms": {"p50": pct(timings, 0.5), "p95": pct(timings, 0.95)},
         "exact_only": exact_only, "defaults": defaults, "best": best, "sweep": sweep,
-        "rows": [{k: v for k, v in r.items() if k != "slot_data"} for r in rows]}, indent=1))
+        "rows": [{k: v for k, v in r.items() if k != "slot_data"} for r in rows]}, indent=1, default=str))
     print(f"wrote {out}")
     lab.close()
     return 0
