@@ -49,7 +49,8 @@ class IntentLab:
                                                                "conf_low": 0.5, "fuzz": False})
         self.adapt = AdaptPipeline(self.bus, {})
         self.stop = StopService(self.bus, {})
-        self.semantic = semantic.SemanticPipeline(self.bus, semantic_config or {}) if use_semantic else None
+        config = {"enabled": True, **(semantic_config or {})}
+        self.semantic = semantic.SemanticPipeline(self.bus, config) if use_semantic else None
         self.skills = []
         found = {ep.name: ep for ep in entry_points(group="ovos.plugin.skill")}
         for skill_id in skills:

@@ -38,7 +38,8 @@ Every match carries ``voxfleet_match: {"stage": "semantic", "confidence": ...}``
 like our padacioso stages, so the session record knows which stage answered and how sure it was.
 
 Pipeline id ``voxfleet-semantic-pipeline``; config under ``intents.voxfleet-semantic-pipeline``:
-``min_score``, ``min_margin``, ``k``, ``threads``, ``out_of_scope`` (bool).
+``enabled`` (default: whether the pipeline lists it), ``min_score``, ``min_margin``, ``k``,
+``threads``, ``out_of_scope`` (bool).
 """
 
 from __future__ import annotations
@@ -578,10 +579,27 @@ except ImportError:  # pragma: no cover - the device extra is not installed
     PipelinePlugin = object  # type: ignore[assignment,misc]
 
 
+PIPELINE_ID = "voxfleet-semantic-pipeline"
+
+
+def _enabled(cfg: dict) -> bool:
+    """ovos-core loads every installed pipeline plugin, listed in the pipeline or not; this one stays
+    idle (no model, no embedding) unless its config enables it or the pipeline lists it."""
+    if "enabled" in cfg:
+        return bool(cfg["enabled"])
+    try:
+        from ovos_config import Configuration
+
+        return PIPELINE_ID in (Configuration().get("intents", {}).get("pipeline") or [])
+    except Exception:
+        return False
+
+
 class SemanticPipeline(PipelinePlugin):  # type: ignore[misc,valid-type]
     def __init__(self, bus=None, config: dict | None = None) -> None:
         super().__init__(bus=bus, config=config)
         cfg = self.config
+        self.enabled = _enabled(cfg)
         self.index = SemanticIndex(
             min_score=float(cfg.get("min_score", DEFAULT_MIN_SCORE)),
             min_margin=float(cfg.get("min_margin", DEFAULT_MIN_MARGIN)),
@@ -590,6 +608,9 @@ class SemanticPipeline(PipelinePlugin):  # type: ignore[misc,valid-type]
         self._vocab: dict[str, list[str]] = {}
         self._adapt: dict[str, dict] = {}
         self._vocab_lock = threading.Lock()
+        if not self.enabled:
+            LOG.info("semantic intent stage not in the pipeline: idle")
+            return
         self.bus.on("padatious:register_intent", self._on_padatious)
         self.bus.on("register_vocab", self._on_vocab)
         self.bus.on("register_intent", self._on_adapt)
@@ -675,6 +696,8 @@ class SemanticPipeline(PipelinePlugin):  # type: ignore[misc,valid-type]
     # -- matching --------------------------------------------------------------------------------
 
     def match(self, utterances: list[str], lang: str, message: Message) -> IntentHandlerMatch | None:
+        if not self.enabled:
+            return None
         for utterance in utterances or []:
             if not isinstance(utterance, str):
                 continue
@@ -695,6 +718,8 @@ class SemanticPipeline(PipelinePlugin):  # type: ignore[misc,valid-type]
         return None
 
     def shutdown(self) -> None:
+        if not self.enabled:
+            return
         for kind, handler in (("padatious:register_intent", self._on_padatious),
                               ("register_vocab", self._on_vocab), ("register_intent", self._on_adapt),
                               ("detach_intent", self._on_detach_intent),

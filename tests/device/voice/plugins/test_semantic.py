@@ -133,7 +133,7 @@ def test_per_query_latency_is_tens_of_milliseconds(index):
 @pytest.fixture
 def pipeline():
     bus = FakeBus()
-    plugin = SemanticPipeline(bus, {})
+    plugin = SemanticPipeline(bus, {"enabled": True})
     yield bus, plugin
     plugin.shutdown()
 
@@ -194,3 +194,12 @@ def test_a_query_does_not_wait_behind_background_embedding():
     assert found is not None and found.intent == TIME
     assert waited < 0.5, waited
     idx.close()
+
+
+def test_plugin_stays_idle_when_not_in_the_pipeline():
+    bus = FakeBus()
+    plugin = SemanticPipeline(bus, {"enabled": False})
+    register(bus, TIME, INTENTS[TIME])
+    assert plugin.index.intents() == []  # nothing embedded, no model loaded for it
+    assert plugin.match(["what time is it"], "en-US", Message("recognizer_loop:utterance")) is None
+    plugin.shutdown()
