@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phrasings", default=str(ROOT / "bench/understanding/phrasings.json"))
     parser.add_argument("--split-file", default=str(ROOT / "bench/understanding/split.json"))
     parser.add_argument("--split", default="dev", choices=["dev", "test", "all"])
-    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--k", type=int, default=None, help="kNN vote size (default: the plugin's)")
     parser.add_argument("--out", default=None, help="results JSON (default bench/results/semantic-<ts>.json)")
     args = parser.parse_args(argv)
 
@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     rss_model = rss_mb()
     started = time.perf_counter()
     # Thresholds open: record the evidence, decide below.
-    lab = IntentLab(semantic_config={"min_score": 0.0, "min_margin": -1.0, "k": args.k})
+    lab = IntentLab(semantic_config={"min_score": 0.0, "min_margin": -1.0,
+                                     "k": args.k or semantic.DEFAULT_K})
     ready_s = time.perf_counter() - started
     rss_ready = rss_mb()
     index = lab.semantic.index
