@@ -63,7 +63,9 @@ def session_events(session: VoiceSession, timings_ms: dict | None = None) -> lis
             stt_seconds=usage_units(session)["stt_seconds"])
     if session.intent:
         skill, _, intent = session.intent.partition(":")
-        add("intent.matched", session.intent_at, skill_id=session.skill_id or skill, intent=intent or skill)
+        # stage and confidence only where known: add() leaves out None fields.
+        add("intent.matched", session.intent_at, skill_id=session.skill_id or skill, intent=intent or skill,
+            stage=session.match_stage, confidence=session.match_confidence)
     elif session.transcript is not None and session.matched_at is not None:
         add("intent.failed", session.matched_at, utterance=session.transcript[:messages.MAX_TEXT])
     if session.answers:

@@ -38,6 +38,9 @@ class SessionReport:
     end_state: str
     started_at: float  # wall clock (epoch seconds) of the wake word, or of the first sign of the session
     timings_ms: dict[str, float | None] = field(default_factory=dict)
+    # The intent pipeline stage that matched ("semantic", "padacioso_high", ...) and its confidence.
+    match_stage: str | None = None
+    match_confidence: float | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -45,6 +48,8 @@ class SessionReport:
             "wake_word": self.wake_word,
             "transcript": self.transcript,
             "intent": self.intent,
+            "match_stage": self.match_stage,
+            "match_confidence": self.match_confidence,
             "answer": self.answer,
             "answer_audio": self.answer_audio,
             "timings_ms": self.timings_ms,
@@ -239,4 +244,5 @@ class Listener:
             wake_word=s.wake_word, transcript=s.transcript, intent=s.intent, answer=s.answer,
             answer_audio=answer_audio, end_state=s.end_state,
             started_at=s.wake_at or s.started_at, timings_ms=timings,
+            match_stage=s.match_stage, match_confidence=s.match_confidence,
         )

@@ -47,6 +47,33 @@ WAKE_RECORD_SKEW = 2.0
 IDLE_TIMEOUT = 30.0
 
 
+def match_stage(data: dict) -> tuple[str | None, float | None]:
+    """The pipeline stage and confidence that an intent match message reveals.
+
+    ovos-core's match message (type ``skill:intent``) carries the matcher's ``match_data`` merged
+    into its data, and nothing else about the stage. Our pipelines (padacioso's stages, the semantic
+    stage) put ``voxfleet_match: {"stage", "confidence"}`` there; an adapt match is recognised by its
+    own fields (``intent_type``, ``confidence``, ``__tags__``) but not its level; anything else is
+    unknown.
+    """
+    info = data.get("voxfleet_match")
+    if isinstance(info, dict) and info.get("stage"):
+        return str(info["stage"])[:64], _unit(info.get("confidence"))
+    if "__tags__" in data and "intent_type" in data:
+        return "adapt", _unit(data.get("confidence"))
+    return None, None
+
+
+def _unit(value) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    if value != value:  # NaN
+        return None
+    return round(min(1.0, max(0.0, value)), 4)
+
+
 def ms_between(later: float | None, earlier: float | None) -> float | None:
     """Milliseconds from one moment to another, or None when either is unknown."""
     if later is None or earlier is None:
@@ -85,6 +112,9 @@ class VoiceSession:
     intent: str | None = None
     skill_id: str | None = None
     intent_at: float | None = None
+    # Which stage of the intent pipeline matched and how sure it was (0-1), where the match says so.
+    match_stage: str | None = None
+    match_confidence: float | None = None
     fallback_skill: str | None = None
     failed_at: float | None = None
     answers: list[str] = field(default_factory=list)
@@ -253,6 +283,7 @@ class SessionBuilder:
             session.intent = event.type
             session.skill_id = event.context.get("skill_id")
             session.intent_at = event.t
+            session.match_stage = event.type.split(":", 1)[0].split(".")[-1]  # stop, converse, get_response
             return
         if not _INTENT_TYPE.match(event.type):
             return
@@ -266,6 +297,7 @@ class SessionBuilder:
         session.intent = event.type
         session.skill_id = skill_id
         session.intent_at = event.t
+        session.match_stage, session.match_confidence = match_stage(event.data)
 
     def expire(self, now: float) -> list[VoiceSession]:
         """Close exchanges that have been silent for IDLE_TIMEOUT seconds."""

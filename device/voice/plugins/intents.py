@@ -10,6 +10,9 @@ It also answers ``mycroft.skills.train``: padacioso has no training step, and wi
 ovos-core waits 60 s for ``mycroft.skills.trained`` (sent only by padatious) before it reports
 ready.
 
+Every match carries ``voxfleet_match: {"stage": "padacioso_high"|"padacioso_medium"|"padacioso_low",
+"confidence": padacioso's score}`` in its data, so the session record says which stage answered.
+
 Pipeline ids: ``voxfleet-intent-pipeline-high``, ``-medium``, ``-low``. Config under
 ``intents.voxfleet-intent-pipeline``: ``conf_high``, ``conf_med``, ``conf_low``, ``fuzz``.
 """
@@ -20,6 +23,9 @@ from collections import OrderedDict
 from collections.abc import Iterator
 
 from ovos_bus_client.message import Message
+from ovos_plugin_manager.templates.pipeline import IntentHandlerMatch
+from ovos_utils import flatten_list
+from ovos_utils.lang import standardize_lang_tag
 from padacioso import IntentContainer
 from padacioso.opm import PadaciosoPipeline
 
@@ -83,6 +89,19 @@ class InProcessPadaciosoPipeline(PadaciosoPipeline):
             for lang in self.containers
         }
         self.bus.on("mycroft.skills.train", self._handle_train)
+
+    def _match_level(self, utterances, limit, lang=None, message: Message | None = None):
+        """padacioso's own ``_match_level``, with the stage and its confidence in the match data."""
+        utterances = flatten_list(utterances)
+        lang = standardize_lang_tag(lang or self.lang)
+        found = self.calc_intent(utterances, lang, message)
+        if found is None or not found.conf > limit:
+            return None
+        level = ("high" if limit >= self.conf_high else "medium" if limit >= self.conf_med else "low")
+        data = {**(found.matches or {}),
+                "voxfleet_match": {"stage": f"padacioso_{level}", "confidence": round(float(found.conf), 4)}}
+        return IntentHandlerMatch(match_type=found.name, match_data=data,
+                                  skill_id=found.name.split(":")[0], utterance=found.sent)
 
     def _handle_train(self, message: Message) -> None:
         self.bus.emit(message.reply("mycroft.skills.trained", {}))
