@@ -47,6 +47,7 @@ Pipeline id ``voxfleet-semantic-pipeline``; config under ``intents.voxfleet-sema
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 import queue
 import re
@@ -54,6 +55,8 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -319,6 +322,24 @@ class _Intent:
     vectors: np.ndarray | None = None
 
 
+# Hand-written sentences for the shipped skills' intents, beside what their templates give, and
+# more out-of-scope requests ("_out_of_scope"). Written without the understanding set in view, so
+# that set still measures phrasings nobody tuned for (docs/understanding.md).
+SHIPPED_EXAMPLES = Path(__file__).resolve().parent.parent / "intent_examples.json"
+OUT_OF_SCOPE_KEY = "_out_of_scope"
+
+
+@lru_cache(maxsize=4)
+def shipped_examples(path: Path = SHIPPED_EXAMPLES) -> dict[str, list[str]]:
+    """Intent name -> extra example sentences; empty when the file is absent or unreadable."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return {str(k): [str(s) for s in v if str(s).strip()] for k, v in data["examples"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        LOG.warning("semantic: no shipped examples from %s (%s)", path, exc)
+        return {}
+
+
 class SemanticIndex:
     """Every registered intent's examples and their embeddings, safe to use from several threads.
 
@@ -330,7 +351,8 @@ class SemanticIndex:
 
     def __init__(self, embedder: Embedder | None = None, *, min_score: float = DEFAULT_MIN_SCORE,
                  min_margin: float = DEFAULT_MIN_MARGIN, k: int = DEFAULT_K, out_of_scope: bool = True,
-                 threads: int = DEFAULT_THREADS, background: bool = True) -> None:
+                 threads: int = DEFAULT_THREADS, background: bool = True,
+                 extra_examples: dict[str, list[str]] | None = None) -> None:
         self.min_score = float(min_score)
         self.min_margin = float(min_margin)
         self.k = max(1, int(k))
@@ -338,7 +360,9 @@ class SemanticIndex:
         self._threads = threads
         self._lock = threading.RLock()
         self._intents: dict[str, _Intent] = {}
-        self._anchor_texts = list(OUT_OF_SCOPE) if out_of_scope else []
+        self._extra = dict(extra_examples or {})
+        anchors = OUT_OF_SCOPE + self._extra.get(OUT_OF_SCOPE_KEY, [])
+        self._anchor_texts = _dedupe([normalize(t) for t in anchors]) if out_of_scope else []
         self._anchor_vectors: np.ndarray | None = None
         self._matrix: np.ndarray | None = None
         self._labels: list[str] = []
@@ -433,7 +457,10 @@ class SemanticIndex:
         examples: list[str] = []
         for template in templates or []:
             examples += expand_template(template) if expand else [normalize(template)]
-        examples = _dedupe([e for e in examples if e])
+        # Hand-written sentences are all kept; a huge template file is thinned around them.
+        extra = _dedupe([e for e in (normalize(s) for s in self._extra.get(name, [])) if e])
+        room = max(0, MAX_EXAMPLES_PER_INTENT - len(extra))
+        examples = _dedupe(extra + _dedupe([e for e in examples if e], room) if room else extra)
         if not examples:
             return
         intent = _Intent(name, lang.lower(), examples,
@@ -606,7 +633,8 @@ class SemanticPipeline(PipelinePlugin):  # type: ignore[misc,valid-type]
             min_score=float(cfg.get("min_score", DEFAULT_MIN_SCORE)),
             min_margin=float(cfg.get("min_margin", DEFAULT_MIN_MARGIN)),
             k=int(cfg.get("k", DEFAULT_K)), out_of_scope=bool(cfg.get("out_of_scope", True)),
-            threads=int(cfg.get("threads", DEFAULT_THREADS)))
+            threads=int(cfg.get("threads", DEFAULT_THREADS)),
+            extra_examples=shipped_examples() if cfg.get("shipped_examples", True) else None)
         self._vocab: dict[str, list[str]] = {}
         self._adapt: dict[str, dict] = {}
         self._vocab_lock = threading.Lock()

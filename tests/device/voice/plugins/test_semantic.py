@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
-
 import pytest
 from ovos_bus_client.message import Message
 from ovos_utils.fakebus import FakeBus
@@ -119,14 +117,6 @@ def test_adapt_examples_come_from_the_required_vocabulary():
     assert semantic.adapt_examples(intent, {"vlouder": ["louder"]}) == []  # a keyword with no words
 
 
-def test_per_query_latency_is_tens_of_milliseconds(index):
-    index.timings_ms.clear()
-    for _ in range(3):
-        for utterance, _intent in PARAPHRASES:
-            index.match(utterance)
-    assert statistics.median(index.timings_ms) < 100  # ~15 ms here; generous for a shared CI box
-
-
 # --- the pipeline plugin on a bus --------------------------------------------------------------
 
 
@@ -179,20 +169,17 @@ def test_pipeline_builds_adapt_examples_from_registered_vocabulary(pipeline):
 
 
 def test_a_query_does_not_wait_behind_background_embedding():
-    import time
-
+    """Answered while thousands of examples are still queued: it did not wait for them (bench/semantic.py
+    measures how long a query takes; tests do not time things)."""
     idx = SemanticIndex()
     idx.add_intent(TIME, INTENTS[TIME])
     assert idx.wait_ready(60)
     for n in range(6):  # ~2,400 examples still to embed: tens of seconds of background work
         idx.add_intent(f"bulk.test:intent{n}", [f"sentence number {i} of group {n} about topic {i % 7}"
                                                 for i in range(400)])
-    started = time.perf_counter()
     found = idx.match("could you tell me what time it is")
-    waited = time.perf_counter() - started
     assert not idx.wait_ready(0)  # still embedding
     assert found is not None and found.intent == TIME
-    assert waited < 0.5, waited
     idx.close()
 
 
