@@ -64,8 +64,8 @@ class DeviceSettings(BaseModel):
     # The semantic intent stage (device/voice/plugins/semantic.py): matches what an utterance means
     # when no template did. Tuning "voxfleet" only. Thresholds: see docs/voice-loop.md.
     semantic_intents: bool = True
-    semantic_min_score: float = Field(default=0.89, ge=0.5, le=1.0)
-    semantic_min_margin: float = Field(default=0.01, ge=0.0, le=0.5)
+    semantic_min_score: float = Field(default=0.90, ge=0.5, le=1.0)
+    semantic_min_margin: float = Field(default=0.005, ge=0.0, le=0.5)
     bus_host: str = "127.0.0.1"
     bus_port: int = Field(default=8181, ge=1, le=65535)
     # "stock" keeps OVOS's own listener and intent settings: the benchmark's baseline.

@@ -68,8 +68,8 @@ STATUS = "voxfleet.semantic.status"
 # Calibrated on the dev split of bench/understanding (230 phrasings; bench/semantic.py): the point
 # with the most intents right while at most 1 in 50 requests that must fall through is taken.
 # See docs/voice-loop.md; re-run bench/semantic.py when skills or the set change.
-DEFAULT_MIN_SCORE = 0.89
-DEFAULT_MIN_MARGIN = 0.01
+DEFAULT_MIN_SCORE = 0.90
+DEFAULT_MIN_MARGIN = 0.005
 DEFAULT_K = 1  # kNN vote off: intents with many near-duplicate templates outvoted the nearest one
 DEFAULT_THREADS = 1
 # Cosine similarity that e5 gives unrelated text; confidence is the score rescaled from it to 1.

@@ -105,7 +105,7 @@ def test_semantic_stage_sits_after_the_exact_stages_and_before_the_fallbacks(tmp
     at = pipeline.index("voxfleet-semantic-pipeline")
     assert pipeline.index("voxfleet-intent-pipeline-medium") < at and pipeline.index("adapt_medium") < at
     assert at < pipeline.index("fallback_medium") < pipeline.index("fallback_low")
-    assert intents["voxfleet-semantic-pipeline"] == {"enabled": True, "min_score": 0.89, "min_margin": 0.01}
+    assert intents["voxfleet-semantic-pipeline"] == {"enabled": True, "min_score": 0.9, "min_margin": 0.005}
 
 
 def test_semantic_stage_can_be_turned_off_and_is_absent_from_stock(tmp_path):
