@@ -960,7 +960,7 @@ def print_report(machine: dict, args, results: list[dict], wake: dict | None) ->
             print(f"\nwrong ({len(wrong)}):")
             for r in wrong:
                 heard = f" heard {r['heard']!r}" if args.mode == "audio" else ""
-            print(f"- {r['id']} {r['text']!r}{heard}: {r.get('why')}")
+                print(f"- {r['id']} {r['text']!r}{heard}: {r.get('why')}")
     if len(results) == 2:
         a, b = (r["summary"]["overall"] for r in results)
         print(
