@@ -457,8 +457,11 @@ def score_row(item: dict, reports: list[dict], volume: int | None) -> dict:
     }
     if item["kind"] == "not_for_device":
         # Overheard: right when the device stays silent (audio), or does not act on it (text).
-        row["ok"] = not reports or got is None
-        row["why"] = None if row["ok"] else f"acted on overheard speech: {got}"
+        # In audio mode any session is a false wake: the device spoke up unasked, even if only to say
+        # it did not understand. Typed (as after a false wake), it must at least not act on it.
+        audio = bool(reports) and "wake_word" in reports[0]
+        row["ok"] = not reports or (got is None and not audio)
+        row["why"] = None if row["ok"] else (f"acted on overheard speech: {got}" if got else "woke unasked")
         return row
     if item["kind"] in ("unknown", "not_installed"):
         row["ok"] = bool(reports) and got is None
