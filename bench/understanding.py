@@ -457,8 +457,11 @@ def score_row(item: dict, reports: list[dict], volume: int | None) -> dict:
     }
     if item["kind"] == "not_for_device":
         # Overheard: right when the device stays silent (audio), or does not act on it (text).
-        row["ok"] = not reports or got is None
-        row["why"] = None if row["ok"] else f"acted on overheard speech: {got}"
+        # In audio mode any session is a false wake: the device spoke up unasked, even if only to say
+        # it did not understand. Typed (as after a false wake), it must at least not act on it.
+        audio = bool(reports) and "wake_word" in reports[0]
+        row["ok"] = not reports or (got is None and not audio)
+        row["why"] = None if row["ok"] else (f"acted on overheard speech: {got}" if got else "woke unasked")
         return row
     if item["kind"] in ("unknown", "not_installed"):
         row["ok"] = bool(reports) and got is None
@@ -517,6 +520,7 @@ def percentile(values, q: float) -> float | None:
 
 
 def summarize_rows(rows: list[dict]) -> dict:
+    audio = any("voice" in r for r in rows)
     intents = [r for r in rows if r["kind"] == "intent"]
     wake_rows = [r for r in rows if r.get("wake_word", True) and r["kind"] != "not_for_device"]
     latencies = [r.get("end_of_speech_to_first_audio") for r in rows if r.get("ok")]
@@ -538,9 +542,11 @@ def summarize_rows(rows: list[dict]) -> dict:
         if slot_rows
         else None,
         "wer": wer([r for r in rows if r.get("wake_word", True)]),
-        "wake_misses": sum(r["sessions"] == 0 for r in wake_rows) if rows and "sessions" in rows[0] else None,
+        "wake_misses": sum(r["sessions"] == 0 for r in wake_rows) if audio else None,
         "wake_miss_rate": (
-            round(sum(r["sessions"] == 0 for r in wake_rows) / len(wake_rows), 3) if wake_rows else None
+            round(sum(r["sessions"] == 0 for r in wake_rows) / len(wake_rows), 3)
+            if audio and wake_rows
+            else None
         ),
         "eos_to_first_audio_p50": percentile(latencies, 50),
         "eos_to_first_audio_p95": percentile(latencies, 95),
@@ -824,7 +830,11 @@ def wake_mode(builder: ClipBuilder, items: list[dict], minutes: float, seed: int
         order = texts[:]
         rng.shuffle(order)
         for text in order:
-            voice = VOICE_NAMES[(rounds + len(chunks)) % len(VOICE_NAMES)]
+            # every voice in turn within a family, the families in turn (a third of the speech each)
+            n = len(chunks) // 2 + rounds
+            fam = ("piper", "kokoro", "espeak")[n % 3]
+            members = [v for v in VOICE_NAMES if family(v) == fam]
+            voice = members[(n // 3) % len(members)]
             s = builder.speech(
                 voice,
                 text,
@@ -953,7 +963,7 @@ def print_report(machine: dict, args, results: list[dict], wake: dict | None) ->
             print(f"\nwrong ({len(wrong)}):")
             for r in wrong:
                 heard = f" heard {r['heard']!r}" if args.mode == "audio" else ""
-            print(f"- {r['id']} {r['text']!r}{heard}: {r.get('why')}")
+                print(f"- {r['id']} {r['text']!r}{heard}: {r.get('why')}")
     if len(results) == 2:
         a, b = (r["summary"]["overall"] for r in results)
         print(
