@@ -21,7 +21,7 @@ Clips are built from the seed into --out (default var/understanding; nothing lar
 Results go to bench/results/understanding-<timestamp>.json; tables (markdown) are printed.
 
     .venv/bin/python bench/understanding.py --mode text --split dev
-    .venv/bin/python bench/understanding.py --mode audio --split test [--configs voxfleet,no-semantic]
+    .venv/bin/python bench/understanding.py --mode audio --split test [--configs voxfleet,before]
     .venv/bin/python bench/understanding.py --mode wake --wake-minutes 30
 """
 
@@ -591,22 +591,25 @@ def free_port() -> int:
 def config_settings(name: str, extra: dict) -> dict:
     """DeviceSettings fields for a named configuration.
 
-    voxfleet     the device as shipped (with whatever semantic stage the branch has);
-    no-semantic  the same with ``semantic_intents`` off (the baseline of issue 14, part 3);
+    voxfleet     the device as shipped;
+    no-semantic  the same with ``semantic_intents`` off (part 3 alone);
+    no-prompt    the same with whisper's skills prompt (``stt_prompt``) off (part 2 alone);
+    before       both off: the device as it was before issue 14, the baseline of its targets;
     stock        OVOS's stock listener and intent settings (as bench/voice.py).
     """
     from device.settings import DeviceSettings
 
     fields = DeviceSettings.model_fields
     settings: dict = {"tuning": "stock" if name == "stock" else "voxfleet"}
-    if name == "no-semantic":
-        if "semantic_intents" not in fields:
-            raise SystemExit(
-                "--configs no-semantic: this build's DeviceSettings has no semantic_intents field"
-            )
-        settings["semantic_intents"] = False
+    turned_off = {"no-semantic": ("semantic_intents",), "no-prompt": ("stt_prompt",),
+                  "before": ("semantic_intents", "stt_prompt")}
+    if name in turned_off:
+        missing = [f for f in turned_off[name] if f not in fields]
+        if missing:
+            raise SystemExit(f"--configs {name}: this build's DeviceSettings has no {', '.join(missing)}")
+        settings.update({f: False for f in turned_off[name]})
     elif name not in ("voxfleet", "stock"):
-        raise SystemExit(f"unknown config {name!r}: voxfleet, no-semantic or stock")
+        raise SystemExit(f"unknown config {name!r}: voxfleet, no-semantic, no-prompt, before or stock")
     unknown = set(extra) - set(fields)
     if unknown:
         raise SystemExit(f"--setting: DeviceSettings has no field {', '.join(sorted(unknown))}")
@@ -1014,7 +1017,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--configs",
         default="voxfleet",
-        help="comma-separated: voxfleet, no-semantic (semantic_intents off), stock",
+        help="comma-separated: voxfleet, no-semantic, no-prompt, before (both off), stock",
     )
     parser.add_argument(
         "--setting",
