@@ -454,6 +454,8 @@ def score_row(item: dict, reports: list[dict], volume: int | None) -> dict:
         "answer": first.get("answer") if first else None,
         "sessions": len(reports),
         "end_state": first.get("end_state") if first else None,
+        "stage": first.get("match_stage") if first else None,
+        "confidence": first.get("match_confidence") if first else None,
     }
     if item["kind"] == "not_for_device":
         # Overheard: right when the device stays silent (audio), or does not act on it (text).
@@ -555,7 +557,7 @@ def summarize_rows(rows: list[dict]) -> dict:
 
 
 def breakdowns(rows: list[dict], audio: bool) -> dict:
-    keys = {"skill": lambda r: r["skill_report"]}
+    keys = {"skill": lambda r: r["skill_report"], "stage": lambda r: r.get("stage") or "(none)"}
     if audio:
         keys = {
             "voice": lambda r: r["voice"],
@@ -647,7 +649,26 @@ class Stack:
         self._asked = False
         self.client.on("skill.converse.get_response.enable", self._question_asked)
         time.sleep(3)  # start-up work (skill loading, first inference) settles
+        self.semantic_ready_s = self._wait_for_semantic_index() if self.settings.semantic_intents else None
         return self
+
+    def _wait_for_semantic_index(self, timeout: float = 180.0) -> float | None:
+        """Seconds until the semantic stage has embedded every registered intent's examples.
+
+        Until then only the exact stages answer, so scoring before it would measure start-up, not
+        understanding. A device pays this once per start (docs/voice-loop.md).
+        """
+        from ovos_bus_client.message import Message
+
+        from device.voice.plugins.semantic import STATUS
+
+        started = time.time()
+        while time.time() - started < timeout:
+            reply = self.client.wait_for_response(Message(STATUS), f"{STATUS}.response", timeout=5)
+            if reply is not None and reply.data.get("ready") and reply.data.get("intents", 0) > 0:
+                return round(time.time() - started, 1)
+            time.sleep(1)
+        raise SystemExit(f"the semantic stage's index was not ready {timeout:.0f} s after start")
 
     def __exit__(self, *exc) -> None:
         self.listener.__exit__(*exc)
@@ -693,6 +714,8 @@ class Stack:
                 "transcript": s.transcript,
                 "answer": s.answer,
                 "end_state": s.end_state,
+                "match_stage": s.match_stage,
+                "match_confidence": s.match_confidence,
                 "timings_ms": {"transcript_to_intent": _ms(s.matched_at, s.utterance_at)},
             }
             for s in mine
@@ -780,7 +803,7 @@ def run_items(
         rows.append(row)
         progress(
             f"[{n}/{len(items)}] {'ok ' if row['ok'] else 'BAD'} {item['id']}: {item['text']!r} -> "
-            f"{row.get('heard')!r} {row['got_intent']} {row.get('why') or ''}"
+            f"{row.get('heard')!r} {row['got_intent']} [{row.get('stage')}] {row.get('why') or ''}"
         )
     return rows
 
@@ -806,12 +829,15 @@ NEAR_MISSES = (
 )
 
 
-def wake_mode(builder: ClipBuilder, items: list[dict], minutes: float, seed: int, progress) -> dict:
+def wake_mode(builder: ClipBuilder, items: list[dict], minutes: float, seed: int, progress,
+              extra: dict | None = None) -> dict:
     """False wakes per hour over speech without the wake word, near-miss fires, and wake misses."""
     from device.settings import DeviceSettings
     from device.voice.wakeword import FRAME_SAMPLES, WakeWordDetector
 
-    settings = DeviceSettings(timezone="UTC")
+    # --setting wake_word=... / wake_threshold=... try another model or threshold (tune on dev).
+    settings = DeviceSettings(timezone="UTC", **{k: v for k, v in (extra or {}).items()
+                                                 if k in ("wake_word", "wake_threshold")})
     detector = WakeWordDetector(settings.wake_word, threshold=settings.wake_threshold)
 
     def fires(samples: np.ndarray) -> list[float]:
@@ -1049,7 +1075,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     results, wake = [], None
     if args.mode == "wake":
-        wake = wake_mode(builder, items, args.wake_minutes, args.seed, progress)
+        wake = wake_mode(builder, items, args.wake_minutes, args.seed, progress, extra)
     else:
         if builder:
             for n, item in enumerate(items, 1):
@@ -1066,6 +1092,7 @@ def main(argv: list[str] | None = None) -> int:
                     results.append(
                         {
                             "questions_aborted": stack.questions_aborted,
+                            "semantic_ready_s": stack.semantic_ready_s,
                             "config": name,
                             "settings": fields,
                             "seconds": round(time.time() - t, 1),
