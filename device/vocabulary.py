@@ -22,8 +22,6 @@ from device.skill_catalog import SKILL_GROUP
 
 # Whisper allows 223 prompt tokens; a command window needs few, and every token costs decode time.
 MAX_PROMPT_CHARS = 360
-_ALTERNATIVES = re.compile(r"\(([^()]*)\)")
-_OPTIONAL = re.compile(r"\[[^\[\]]*\]")
 _ENTITY = re.compile(r"\{[^{}]*\}")
 
 
@@ -45,13 +43,19 @@ def skill_locale_dirs(enabled: list[str] | None = None, lang: str = "en-us") -> 
     return found
 
 
-def first_expansion(template: str) -> str:
-    """One plain sentence from a padatious/adapt template: first alternative, no optionals or slots."""
-    text = _OPTIONAL.sub(" ", template)
-    while _ALTERNATIVES.search(text):
-        text = _ALTERNATIVES.sub(lambda m: m.group(1).split("|")[0], text)
-    text = _ENTITY.sub(" ", text.split("|")[0])
-    return " ".join(text.split())
+def plainest_expansion(template: str) -> str:
+    """The plainest sentence a padatious/adapt template says: its shortest expansion, slots removed.
+
+    Expanded by padacioso's own bracket expansion (what the skills' templates are written for).
+    """
+    from padacioso.bracket_expansion import expand_parentheses
+
+    try:
+        sentences = expand_parentheses(template)
+    except Exception:  # a template padacioso itself would choke on: read it as written
+        sentences = [template]
+    plain = [" ".join(_ENTITY.sub(" ", s).split()) for s in sentences]
+    return min((s for s in plain if s), key=lambda s: (len(s), s), default="")
 
 
 def intent_examples(folder: Path, with_slots: bool = True) -> dict[str, list[str]]:
@@ -68,7 +72,7 @@ def intent_examples(folder: Path, with_slots: bool = True) -> dict[str, list[str
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
-            sentence = first_expansion(line)
+            sentence = plainest_expansion(line)
             bucket = slotted if _ENTITY.search(line) else plain
             if sentence and sentence not in plain and sentence not in slotted:
                 bucket.append(sentence)
